@@ -1,0 +1,201 @@
+"""The ``mtst`` command line: thin subcommands that parse arguments and call the library."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(
+    name="mtst",
+    help="Multi-task sentence transformers: encode, compare and (soon) train sentences on one shared backbone.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+DEMO_SENTENCES = [
+    "A man is playing a guitar on stage.",
+    "Someone performs music with a guitar.",
+    "The stock market fell sharply on Monday.",
+    "Shares dropped at the start of the week.",
+    "Where is the Eiffel Tower located?",
+    "Marie Curie was born in Warsaw and worked in Paris.",
+]
+
+ModelOpt = Annotated[
+    str,
+    typer.Option("--model", "-m", help="'default' (embedded all-MiniLM-L6-v2), a model folder, or a hub id."),
+]
+PoolingOpt = Annotated[
+    str | None, typer.Option(help="Pooling mode: mean, cls or max (default: the model's own).")
+]
+
+
+def _fail(message: str) -> None:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code=2)
+
+
+def _load_encoder(
+    model: str, pooling: str | None = None, normalize: bool | None = None, max_length: int | None = None
+):
+    from mtst.encoder import SentenceEncoder
+
+    try:
+        return SentenceEncoder.from_pretrained(
+            model, pooling=pooling, normalize=normalize, max_length=max_length
+        )
+    except (OSError, ValueError) as e:
+        _fail(str(e))
+
+
+def _collect_texts(texts: list[str] | None, input_file: Path | None) -> list[str]:
+    from mtst.files import read_lines
+
+    if texts and input_file:
+        _fail("give texts as arguments or with --input FILE, not both.")
+    if input_file:
+        try:
+            return read_lines(input_file)
+        except (OSError, ValueError) as e:
+            _fail(str(e))
+    if not texts:
+        _fail("no texts: pass them as arguments or with --input FILE (one text per line).")
+    return list(texts)
+
+
+@app.command()
+def encode(
+    texts: Annotated[list[str] | None, typer.Argument(help="Texts to encode.")] = None,
+    input_file: Annotated[
+        Path | None, typer.Option("--input", "-i", help="A file with one text per line.")
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the embeddings to this .npy file.")
+    ] = None,
+    model: ModelOpt = "default",
+    pooling: PoolingOpt = None,
+    normalize: Annotated[
+        bool | None,
+        typer.Option("--normalize/--no-normalize", help="L2-normalize (default: the model's own)."),
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Texts per forward pass.")] = 32,
+    max_length: Annotated[int | None, typer.Option(help="Truncate texts to this many tokens.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --output file.")] = False,
+) -> None:
+    """Turn texts into fixed-length embeddings; print a preview or save an [n, dim] .npy file."""
+    import numpy as np
+
+    from mtst.files import encode_file
+
+    if output is not None and output.suffix != ".npy":
+        _fail(f"--output must end in .npy, got {output}.")
+    if output is not None and output.exists() and not overwrite:
+        _fail(f"{output} exists; pass --overwrite to replace it.")
+    if input_file is not None and output is not None and not texts:
+        encoder = _load_encoder(model, pooling, normalize, max_length)
+        try:
+            n, dim = encode_file(encoder, input_file, output, batch_size=batch_size, overwrite=overwrite)
+        except (OSError, ValueError) as e:
+            _fail(str(e))
+        console.print(f"Wrote {n} x {dim} float32 embeddings to {output}")
+        return
+    items = _collect_texts(texts, input_file)
+    encoder = _load_encoder(model, pooling, normalize, max_length)
+    emb = encoder.encode(items, batch_size=batch_size)
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        np.save(output, emb)
+        console.print(f"Wrote {emb.shape[0]} x {emb.shape[1]} float32 embeddings to {output}")
+        return
+    _print_embeddings(items, emb)
+
+
+def _print_embeddings(texts: list[str], emb) -> None:
+    table = Table(title=f"Embeddings: shape {tuple(emb.shape)}, {emb.dtype}")
+    table.add_column("#", justify="right")
+    table.add_column("text", overflow="fold", max_width=50)
+    table.add_column("first values")
+    table.add_column("norm", justify="right")
+    for i, (t, e) in enumerate(zip(texts, emb, strict=True)):
+        table.add_row(
+            str(i), t, " ".join(f"{v:+.4f}" for v in e[:5]) + " …", f"{float((e**2).sum()) ** 0.5:.3f}"
+        )
+    console.print(table)
+
+
+def _print_pairs(texts: list[str], sim, top: int | None = None) -> None:
+    from mtst.similarity import ranked_pairs
+
+    pairs = ranked_pairs(sim)
+    table = Table(title="Cosine similarity, most similar first")
+    table.add_column("score", justify="right")
+    table.add_column("text A", overflow="fold", max_width=45)
+    table.add_column("text B", overflow="fold", max_width=45)
+    for i, j, score in pairs[:top] if top else pairs:
+        table.add_row(f"{score:.4f}", texts[i], texts[j])
+    console.print(table)
+
+
+@app.command()
+def similarity(
+    texts: Annotated[list[str] | None, typer.Argument(help="Two or more texts to compare.")] = None,
+    input_file: Annotated[
+        Path | None, typer.Option("--input", "-i", help="A file with one text per line.")
+    ] = None,
+    model: ModelOpt = "default",
+    pooling: PoolingOpt = None,
+    plot: Annotated[Path | None, typer.Option(help="Save a labelled heatmap (PNG) here.")] = None,
+    top: Annotated[int | None, typer.Option(min=1, help="Show only the N most similar pairs.")] = None,
+) -> None:
+    """Print the cosine similarity of every pair of texts, most similar first."""
+    items = _collect_texts(texts, input_file)
+    if len(items) < 2:
+        _fail("similarity needs at least two texts.")
+    encoder = _load_encoder(model, pooling)
+    sim = encoder.similarity(items)
+    _print_pairs(items, sim, top)
+    if plot is not None:
+        from mtst.plotting import plot_similarity_heatmap
+
+        console.print(f"Heatmap saved to {plot_similarity_heatmap(items, sim, plot)}")
+
+
+@app.command()
+def demo(
+    model: ModelOpt = "default",
+    plot: Annotated[Path | None, typer.Option(help="Also save the similarity heatmap (PNG) here.")] = None,
+) -> None:
+    """Encode a few built-in sentences and show their embeddings and similarities."""
+    import time
+
+    start = time.perf_counter()
+    encoder = _load_encoder(model)
+    console.print(
+        f"[bold]mtst demo[/] — backbone: {encoder.source} ({encoder.backbone.config.model_type}, "
+        f"{sum(p.numel() for p in encoder.parameters()) / 1e6:.1f}M parameters), pooling={encoder.pooling}, "
+        f"normalize={encoder.normalize}, max_length={encoder.max_length}"
+    )
+    emb = encoder.encode(DEMO_SENTENCES)
+    _print_embeddings(DEMO_SENTENCES, emb)
+    sim = encoder.similarity(emb)
+    _print_pairs(DEMO_SENTENCES, sim, top=6)
+    if plot is not None:
+        from mtst.plotting import plot_similarity_heatmap
+
+        console.print(f"Heatmap saved to {plot_similarity_heatmap(DEMO_SENTENCES, sim, plot)}")
+    console.print(f"Done in {time.perf_counter() - start:.1f}s.")
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

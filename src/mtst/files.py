@@ -1,0 +1,111 @@
+"""Text files in, embedding files out: read one text per line; encode a file to .npy in chunks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from mtst.encoder import SentenceEncoder
+
+
+def _check_input(path: Path) -> None:
+    if not path.exists():
+        raise FileNotFoundError(f"Input file {path} does not exist.")
+    if path.is_dir():
+        raise IsADirectoryError(f"Input {path} is a folder; expected a text file with one text per line.")
+
+
+def iter_lines(path: str | Path) -> Iterator[str]:
+    """Yield the lines of a UTF-8 file without their line endings (an empty line is an empty text)."""
+    path = Path(path)
+    _check_input(path)
+    with open(path, encoding="utf-8", newline="") as f:
+        for lineno, line in enumerate(f, start=1):
+            if "\x00" in line:
+                raise ValueError(f"{path}, line {lineno}: NUL byte; is this a binary file?")
+            yield line.rstrip("\r\n")
+
+
+def count_lines(path: str | Path) -> int:
+    """Number of texts in a one-text-per-line file (a final line without a newline counts)."""
+    path = Path(path)
+    _check_input(path)
+    n, last = 0, b"\n"
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            n += chunk.count(b"\n")
+            last = chunk[-1:]
+    return n + (last != b"\n")
+
+
+def read_lines(path: str | Path) -> list[str]:
+    """All texts of a one-text-per-line file; an empty file is an error."""
+    try:
+        texts = list(iter_lines(path))
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not valid UTF-8 ({e.reason} at byte {e.start}).") from e
+    if not texts:
+        raise ValueError(f"{path} is empty: expected one text per line.")
+    return texts
+
+
+def encode_file(
+    encoder: SentenceEncoder,
+    input_path: str | Path,
+    output_path: str | Path,
+    *,
+    batch_size: int = 32,
+    normalize: bool | None = None,
+    chunk_size: int = 10_000,
+    show_progress_bar: bool = True,
+    overwrite: bool = False,
+) -> tuple[int, int]:
+    """Encode a one-text-per-line file into an ``.npy`` file, ``chunk_size`` texts at a time.
+
+    Memory stays bounded by the chunk, not the file. Returns the array's shape.
+    """
+    from tqdm.auto import tqdm
+
+    input_path, output_path = Path(input_path), Path(output_path)
+    if output_path.exists() and not overwrite:
+        raise FileExistsError(f"{output_path} exists; pass --overwrite to replace it.")
+    n = count_lines(input_path)
+    if n == 0:
+        raise ValueError(f"{input_path} is empty: expected one text per line.")
+    tmp = output_path.with_name(f".{output_path.name}.tmp.npy")
+    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, encoder.dim))
+    try:
+        done = 0
+        chunk: list[str] = []
+        with tqdm(total=n, desc="Encoding", unit="text", disable=not show_progress_bar) as bar:
+            for text in _checked_lines(input_path):
+                chunk.append(text)
+                if len(chunk) == chunk_size:
+                    out[done : done + len(chunk)] = encoder.encode(
+                        chunk, batch_size=batch_size, normalize=normalize
+                    )
+                    done += len(chunk)
+                    bar.update(len(chunk))
+                    chunk = []
+            if chunk:
+                out[done : done + len(chunk)] = encoder.encode(
+                    chunk, batch_size=batch_size, normalize=normalize
+                )
+                done += len(chunk)
+                bar.update(len(chunk))
+        out.flush()
+        del out
+        tmp.replace(output_path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return n, encoder.dim
+
+
+def _checked_lines(path: Path) -> Iterator[str]:
+    try:
+        yield from iter_lines(path)
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not valid UTF-8 ({e.reason}).") from e

@@ -1,0 +1,88 @@
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from mtst.cli import app
+
+runner = CliRunner()
+
+
+def test_encode_to_npy(tiny_model_dir, tmp_path):
+    out = tmp_path / "emb.npy"
+    res = runner.invoke(
+        app, ["encode", "a dog", "the cat", "--model", str(tiny_model_dir), "--output", str(out)]
+    )
+    assert res.exit_code == 0, res.output
+    emb = np.load(out)
+    assert emb.shape == (2, 32) and emb.dtype == np.float32
+
+
+def test_encode_file_in_chunks_matches_in_memory(tiny_model_dir, tmp_path):
+    from mtst.encoder import SentenceEncoder
+    from mtst.files import encode_file
+
+    texts = [f"the cat {i} sat" if i % 3 else "" for i in range(23)]
+    src = tmp_path / "in.txt"
+    src.write_text("\n".join(texts) + "\n", encoding="utf-8")
+    enc = SentenceEncoder.from_pretrained(tiny_model_dir)
+    out = tmp_path / "out.npy"
+    assert encode_file(enc, src, out, chunk_size=5, show_progress_bar=False) == (23, 32)
+    np.testing.assert_allclose(np.load(out), enc.encode(texts), atol=1e-5)
+    with pytest.raises(FileExistsError, match="exists"):
+        encode_file(enc, src, out)
+
+
+def test_encode_cli_with_input_file(tiny_model_dir, tmp_path):
+    src = tmp_path / "in.txt"
+    src.write_text("a dog\nthe cat\n\nparis", encoding="utf-8")
+    out = tmp_path / "emb.npy"
+    res = runner.invoke(app, ["encode", "--input", str(src), "--output", str(out), "-m", str(tiny_model_dir)])
+    assert res.exit_code == 0, res.output
+    assert np.load(out).shape == (4, 32)
+    res = runner.invoke(app, ["encode", "--input", str(src), "--output", str(out), "-m", str(tiny_model_dir)])
+    assert res.exit_code == 2 and "exists" in res.output
+
+
+def test_encode_prints_preview(tiny_model_dir):
+    res = runner.invoke(
+        app, ["encode", "a dog", "--model", str(tiny_model_dir), "--pooling", "max", "--no-normalize"]
+    )
+    assert res.exit_code == 0, res.output
+    assert "shape (1, 32)" in res.output and "a dog" in res.output
+
+
+def test_encode_errors(tiny_model_dir, tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    res = runner.invoke(app, ["encode", "--input", str(empty), "-m", str(tiny_model_dir)])
+    assert res.exit_code == 2 and "is empty" in res.output
+    res = runner.invoke(app, ["encode", "-m", str(tiny_model_dir)])
+    assert res.exit_code == 2 and "no texts" in res.output
+    res = runner.invoke(app, ["encode", "x", "-m", str(tmp_path / "missing")])
+    assert res.exit_code == 2 and "does not exist" in res.output
+    res = runner.invoke(app, ["encode", "x", "-m", str(tiny_model_dir), "--pooling", "sum"])
+    assert res.exit_code == 2 and "Valid pooling modes are" in res.output
+    res = runner.invoke(app, ["encode", "x", "-m", str(tiny_model_dir), "-o", str(tmp_path / "e.txt")])
+    assert res.exit_code == 2 and "must end in .npy" in res.output
+
+
+def test_similarity_table_and_heatmap(tiny_model_dir, tmp_path):
+    png = tmp_path / "heat.png"
+    res = runner.invoke(
+        app, ["similarity", "a dog", "a dog", "the mat", "-m", str(tiny_model_dir), "--plot", str(png)]
+    )
+    assert res.exit_code == 0, res.output
+    lines = [ln for ln in res.output.splitlines() if "│" in ln]
+    assert "1.0000" in lines[0]  # identical texts rank first
+    assert png.exists() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_similarity_needs_two(tiny_model_dir):
+    res = runner.invoke(app, ["similarity", "only one", "-m", str(tiny_model_dir)])
+    assert res.exit_code == 2 and "at least two" in res.output
+
+
+def test_demo_on_tiny_model(tiny_model_dir):
+    res = runner.invoke(app, ["demo", "--model", str(tiny_model_dir)])
+    assert res.exit_code == 0, res.output
+    assert "shape (6, 32)" in res.output and "most similar first" in res.output
