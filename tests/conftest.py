@@ -23,7 +23,7 @@ def tiny_vocab() -> list[str]:
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     chars = list(string.ascii_lowercase + string.digits + string.punctuation)
     pieces = ["##" + c for c in string.ascii_lowercase + string.digits]
-    return specials + chars + pieces + _WORDS + ["##ing", "##s"]
+    return list(dict.fromkeys(specials + chars + pieces + _WORDS + ["##ing", "##s"]))
 
 
 def build_tiny_model(folder: Path, *, hidden: int = 32, layers: int = 2, max_positions: int = 64) -> Path:
@@ -32,11 +32,10 @@ def build_tiny_model(folder: Path, *, hidden: int = 32, layers: int = 2, max_pos
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
     folder.mkdir(parents=True, exist_ok=True)
-    vocab_file = folder / "vocab.txt"
-    vocab_file.write_text("\n".join(tiny_vocab()) + "\n", encoding="utf-8")
-    tokenizer = BertTokenizerFast(
-        vocab_file=str(vocab_file), do_lower_case=True, model_max_length=max_positions
-    )
+    vocab = {token: i for i, token in enumerate(tiny_vocab())}
+    tokenizer = BertTokenizerFast(vocab=vocab, do_lower_case=True, model_max_length=max_positions)
+    if tokenizer.convert_tokens_to_ids("cat") != vocab["cat"]:  # guard: the vocabulary must really be used
+        raise RuntimeError("tiny tokenizer did not take its vocabulary")
     torch.manual_seed(0)
     config = BertConfig(
         vocab_size=len(tiny_vocab()),

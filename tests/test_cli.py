@@ -9,9 +9,7 @@ runner = CliRunner()
 
 def test_encode_to_npy(tiny_model_dir, tmp_path):
     out = tmp_path / "emb.npy"
-    res = runner.invoke(
-        app, ["encode", "a dog", "the cat", "--model", str(tiny_model_dir), "--output", str(out)]
-    )
+    res = runner.invoke(app, ["encode", "a dog", "the cat", "--model", str(tiny_model_dir), "--output", str(out)])
     assert res.exit_code == 0, res.output
     emb = np.load(out)
     assert emb.shape == (2, 32) and emb.dtype == np.float32
@@ -44,9 +42,7 @@ def test_encode_cli_with_input_file(tiny_model_dir, tmp_path):
 
 
 def test_encode_prints_preview(tiny_model_dir):
-    res = runner.invoke(
-        app, ["encode", "a dog", "--model", str(tiny_model_dir), "--pooling", "max", "--no-normalize"]
-    )
+    res = runner.invoke(app, ["encode", "a dog", "--model", str(tiny_model_dir), "--pooling", "max", "--no-normalize"])
     assert res.exit_code == 0, res.output
     assert "shape (1, 32)" in res.output and "a dog" in res.output
 
@@ -68,9 +64,7 @@ def test_encode_errors(tiny_model_dir, tmp_path):
 
 def test_similarity_table_and_heatmap(tiny_model_dir, tmp_path):
     png = tmp_path / "heat.png"
-    res = runner.invoke(
-        app, ["similarity", "a dog", "a dog", "the mat", "-m", str(tiny_model_dir), "--plot", str(png)]
-    )
+    res = runner.invoke(app, ["similarity", "a dog", "a dog", "the mat", "-m", str(tiny_model_dir), "--plot", str(png)])
     assert res.exit_code == 0, res.output
     lines = [ln for ln in res.output.splitlines() if "│" in ln]
     assert "1.0000" in lines[0]  # identical texts rank first
@@ -86,3 +80,37 @@ def test_demo_on_tiny_model(tiny_model_dir):
     res = runner.invoke(app, ["demo", "--model", str(tiny_model_dir)])
     assert res.exit_code == 0, res.output
     assert "shape (6, 32)" in res.output and "most similar first" in res.output
+
+
+def _saved_multitask_model(tiny_encoder, folder):
+    from mtst.config import TaskConfig
+    from mtst.model import MultiTaskModel
+    from mtst.tasks import build_task
+
+    tasks = [
+        build_task(TaskConfig(name="topic", type="classification"), ["LOC", "HUM"]),
+        build_task(TaskConfig(name="sentiment", type="regression")),
+        build_task(TaskConfig(name="entities", type="token_classification"), ["O", "B-LOC", "I-LOC"]),
+    ]
+    return MultiTaskModel(tiny_encoder, tasks).save(folder)
+
+
+def test_predict_json_and_table(tiny_encoder, tmp_path):
+    import json
+
+    model_dir = _saved_multitask_model(tiny_encoder, tmp_path / "m")
+    res = runner.invoke(app, ["predict", "--model", str(model_dir), "the cat in paris", "a dog", "--json"])
+    assert res.exit_code == 0, res.output
+    rows = [json.loads(line) for line in res.output.strip().splitlines()]
+    assert [r["text"] for r in rows] == ["the cat in paris", "a dog"]
+    assert rows[0]["topic"]["label"] in {"LOC", "HUM"} and isinstance(rows[0]["entities"], list)
+    res = runner.invoke(app, ["predict", "-m", str(model_dir), "the cat", "--task", "sentiment"])
+    assert res.exit_code == 0 and "sentiment" in res.output and "topic" not in res.output
+
+
+def test_predict_errors(tiny_encoder, tmp_path):
+    res = runner.invoke(app, ["predict", "--model", str(tmp_path / "nothing"), "x"])
+    assert res.exit_code == 2 and "does not exist" in res.output
+    model_dir = _saved_multitask_model(tiny_encoder, tmp_path / "m")
+    res = runner.invoke(app, ["predict", "-m", str(model_dir), "x", "--task", "nope"])
+    assert res.exit_code == 2 and "Unknown task 'nope'" in res.output

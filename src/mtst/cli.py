@@ -32,9 +32,7 @@ ModelOpt = Annotated[
     str,
     typer.Option("--model", "-m", help="'default' (embedded all-MiniLM-L6-v2), a model folder, or a hub id."),
 ]
-PoolingOpt = Annotated[
-    str | None, typer.Option(help="Pooling mode: mean, cls or max (default: the model's own).")
-]
+PoolingOpt = Annotated[str | None, typer.Option(help="Pooling mode: mean, cls or max (default: the model's own).")]
 
 
 def _fail(message: str) -> None:
@@ -42,15 +40,11 @@ def _fail(message: str) -> None:
     raise typer.Exit(code=2)
 
 
-def _load_encoder(
-    model: str, pooling: str | None = None, normalize: bool | None = None, max_length: int | None = None
-):
+def _load_encoder(model: str, pooling: str | None = None, normalize: bool | None = None, max_length: int | None = None):
     from mtst.encoder import SentenceEncoder
 
     try:
-        return SentenceEncoder.from_pretrained(
-            model, pooling=pooling, normalize=normalize, max_length=max_length
-        )
+        return SentenceEncoder.from_pretrained(model, pooling=pooling, normalize=normalize, max_length=max_length)
     except (OSError, ValueError) as e:
         _fail(str(e))
 
@@ -73,9 +67,7 @@ def _collect_texts(texts: list[str] | None, input_file: Path | None) -> list[str
 @app.command()
 def encode(
     texts: Annotated[list[str] | None, typer.Argument(help="Texts to encode.")] = None,
-    input_file: Annotated[
-        Path | None, typer.Option("--input", "-i", help="A file with one text per line.")
-    ] = None,
+    input_file: Annotated[Path | None, typer.Option("--input", "-i", help="A file with one text per line.")] = None,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write the embeddings to this .npy file.")
     ] = None,
@@ -124,9 +116,7 @@ def _print_embeddings(texts: list[str], emb) -> None:
     table.add_column("first values")
     table.add_column("norm", justify="right")
     for i, (t, e) in enumerate(zip(texts, emb, strict=True)):
-        table.add_row(
-            str(i), t, " ".join(f"{v:+.4f}" for v in e[:5]) + " …", f"{float((e**2).sum()) ** 0.5:.3f}"
-        )
+        table.add_row(str(i), t, " ".join(f"{v:+.4f}" for v in e[:5]) + " …", f"{float((e**2).sum()) ** 0.5:.3f}")
     console.print(table)
 
 
@@ -146,9 +136,7 @@ def _print_pairs(texts: list[str], sim, top: int | None = None) -> None:
 @app.command()
 def similarity(
     texts: Annotated[list[str] | None, typer.Argument(help="Two or more texts to compare.")] = None,
-    input_file: Annotated[
-        Path | None, typer.Option("--input", "-i", help="A file with one text per line.")
-    ] = None,
+    input_file: Annotated[Path | None, typer.Option("--input", "-i", help="A file with one text per line.")] = None,
     model: ModelOpt = "default",
     pooling: PoolingOpt = None,
     plot: Annotated[Path | None, typer.Option(help="Save a labelled heatmap (PNG) here.")] = None,
@@ -165,6 +153,52 @@ def similarity(
         from mtst.plotting import plot_similarity_heatmap
 
         console.print(f"Heatmap saved to {plot_similarity_heatmap(items, sim, plot)}")
+
+
+@app.command()
+def predict(
+    texts: Annotated[list[str] | None, typer.Argument(help="Texts to run every task on.")] = None,
+    model: Annotated[Path, typer.Option("--model", "-m", help="An mtst model folder (written by save/train).")] = ...,
+    input_file: Annotated[Path | None, typer.Option("--input", "-i", help="A file with one text per line.")] = None,
+    task: Annotated[list[str] | None, typer.Option("--task", "-t", help="Only these tasks (repeatable).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line instead of a table.")] = False,
+    batch_size: Annotated[int, typer.Option(min=1)] = 32,
+) -> None:
+    """Predict every task of a multi-task model for each text, from one backbone pass."""
+    import json
+
+    from mtst.model import MultiTaskModel
+
+    items = _collect_texts(texts, input_file)
+    try:
+        mt = MultiTaskModel.load(model)
+        preds = mt.predict(items, tasks=task, batch_size=batch_size)
+    except (OSError, ValueError) as e:
+        _fail(str(e))
+    if as_json:
+        for text, pred in zip(items, preds, strict=True):
+            typer.echo(json.dumps({"text": text, **pred}, ensure_ascii=False))
+        return
+    _print_predictions(items, preds)
+
+
+def _format_prediction(pred) -> str:
+    if isinstance(pred, list):  # entities
+        return ", ".join(f"{e['text']} [{e['label']}] {e['score']:.2f}" for e in pred) or "—"
+    if "label" in pred:
+        return f"{pred['label']} ({pred['score']:.2f})"
+    return f"{pred['score']:.3f}"
+
+
+def _print_predictions(texts: list[str], preds: list[dict]) -> None:
+    names = list(preds[0]) if preds else []
+    table = Table(title="Predictions")
+    table.add_column("text", overflow="fold", max_width=40)
+    for name in names:
+        table.add_column(name, overflow="fold")
+    for text, pred in zip(texts, preds, strict=True):
+        table.add_row(text, *(_format_prediction(pred[n]) for n in names))
+    console.print(table)
 
 
 @app.command()

@@ -1,0 +1,247 @@
+"""Configuration: frozen dataclasses for the model and its tasks, read from and written to YAML.
+
+Every choice is validated against a named tuple of valid values, and errors name the field.
+``--set a.b=c`` overrides are applied to the raw mapping before validation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mtst.pooling import POOLING_MODES
+
+TASK_TYPES = ("classification", "regression", "token_classification", "similarity")
+HEAD_TYPES = ("linear", "mlp")
+REGRESSION_OUTPUTS = ("sigmoid", "linear")
+# Valid losses per task type; the first is the default.
+TASK_LOSSES: dict[str, tuple[str, ...]] = {
+    "classification": ("cross_entropy",),
+    "regression": ("mse", "bce"),
+    "token_classification": ("cross_entropy",),  # with crf: true the CRF negative log-likelihood is used
+    "similarity": ("mnrl", "cosent", "cosine_mse"),
+}
+
+
+def _unknown_key_error(where: str, key: str, valid: Sequence[str]) -> ValueError:
+    close = difflib.get_close_matches(key, valid, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return ValueError(f"Unknown key {key!r} in {where}.{hint} Valid keys are: {', '.join(valid)}.")
+
+
+def _from_mapping(cls: type, data: Mapping[str, Any], where: str) -> Any:
+    if not isinstance(data, Mapping):
+        raise TypeError(f"{where} must be a mapping (key: value), got {type(data).__name__}.")
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in data:
+        if key not in names:
+            raise _unknown_key_error(where, str(key), names)
+    return cls(**data)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The shared encoder."""
+
+    backbone: str = "default"  # "default" (embedded all-MiniLM-L6-v2), a local folder, or a hub id
+    pooling: str | None = None  # None: the backbone folder's own choice (mean for a plain Hugging Face model)
+    normalize: bool | None = None  # None: the backbone folder's own choice
+    max_length: int | None = 128  # tokens per text; most sentences fit, and attention cost grows with length
+
+    def __post_init__(self) -> None:
+        if self.pooling is not None and self.pooling not in POOLING_MODES:
+            raise ValueError(
+                f"model.pooling: {self.pooling!r} is not valid. Valid pooling modes are: {', '.join(POOLING_MODES)}."
+            )
+        if self.max_length is not None and (not isinstance(self.max_length, int) or self.max_length < 2):
+            raise ValueError(f"model.max_length must be an integer >= 2, got {self.max_length!r}.")
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """One task: its type, data files, columns, labels and head."""
+
+    name: str
+    type: str
+    train: str | None = None  # data files: TSV/CSV/JSONL/CoNLL, or "hf:NAME[:CONFIG]"
+    dev: str | None = None
+    test: str | None = None
+    text_column: str = "text"
+    label_column: str = "label"  # class, number or score column; for JSONL token data: the tags list
+    pair_column: str | None = None  # similarity: the second sentence's column (e.g. sentence2)
+    tokens_column: str = "tokens"  # token_classification from JSONL / Hugging Face datasets
+    labels: tuple[str, ...] | None = None  # label set; inferred from the training data when absent
+    head: str = "linear"  # "linear", or "mlp" (one hidden layer)
+    hidden_size: int | None = None  # MLP hidden width; defaults to the encoder's size
+    dropout: float = 0.1
+    class_weights: tuple[float, ...] | None = None  # classification: one weight per label, in label order
+    crf: bool = False  # token_classification: a CRF layer with Viterbi decoding
+    output: str = "sigmoid"  # regression: "sigmoid" for targets in 0..1, "linear" otherwise
+    loss: str | None = None  # see TASK_LOSSES; None picks the task type's default
+    scale: float = 20.0  # similarity: multiplier of cosine scores in the in-batch / CoSENT losses
+    score_max: float | None = None  # regression/similarity: divide targets by this (STS-B: 5.0) to map them to 0..1
+    weight: float = 1.0  # loss weight when training several tasks
+
+    def __post_init__(self) -> None:
+        where = f"task {self.name!r}"
+        if not isinstance(self.name, str) or not self.name.isidentifier():
+            raise ValueError(f"Task name {self.name!r} must be a non-empty identifier (letters, digits, underscore).")
+        if self.type not in TASK_TYPES:
+            raise ValueError(
+                f"{where}: type {self.type!r} is not valid. Valid task types are: {', '.join(TASK_TYPES)}."
+            )
+        if self.head not in HEAD_TYPES:
+            raise ValueError(f"{where}: head {self.head!r} is not valid. Valid heads are: {', '.join(HEAD_TYPES)}.")
+        if self.output not in REGRESSION_OUTPUTS:
+            raise ValueError(
+                f"{where}: output {self.output!r} is not valid; use one of {', '.join(REGRESSION_OUTPUTS)}."
+            )
+        valid_losses = TASK_LOSSES[self.type]
+        if self.loss is not None and self.loss not in valid_losses:
+            raise ValueError(
+                f"{where}: loss {self.loss!r} is not valid for type {self.type}; use one of {', '.join(valid_losses)}."
+            )
+        if self.crf and self.type != "token_classification":
+            raise ValueError(f"{where}: crf: true applies only to type token_classification, not {self.type}.")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"{where}: dropout must be in [0, 1), got {self.dropout}.")
+        if self.labels is not None:
+            object.__setattr__(self, "labels", tuple(str(x) for x in self.labels))
+            if len(set(self.labels)) != len(self.labels):
+                raise ValueError(f"{where}: labels contain duplicates: {list(self.labels)}.")
+        if self.class_weights is not None:
+            object.__setattr__(self, "class_weights", tuple(float(w) for w in self.class_weights))
+            if self.labels is not None and len(self.class_weights) != len(self.labels):
+                raise ValueError(
+                    f"{where}: class_weights has {len(self.class_weights)} values for {len(self.labels)} labels."
+                )
+
+    @property
+    def resolved_loss(self) -> str:
+        """The loss in use: the configured one or the task type's default."""
+        return self.loss or TASK_LOSSES[self.type][0]
+
+
+@dataclass(frozen=True)
+class MTSTConfig:
+    """A task file: the shared model plus its tasks (``train:`` and other sections come with the trainer)."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    tasks: tuple[TaskConfig, ...] = ()
+
+    def __post_init__(self) -> None:
+        names = [t.name for t in self.tasks]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"Task names must be unique; repeated: {', '.join(dupes)}.")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, base_dir: str | Path | None = None) -> MTSTConfig:
+        """Build and validate a config from a plain mapping; data paths are made relative to ``base_dir``."""
+        data = dict(data)
+        for key in data:
+            if key not in ("model", "tasks"):
+                raise _unknown_key_error("the config", str(key), ["model", "tasks"])
+        model = _from_mapping(ModelConfig, data.get("model") or {}, "model")
+        raw_tasks = data.get("tasks") or []
+        if not isinstance(raw_tasks, list):
+            raise TypeError("tasks must be a list of task mappings.")
+        tasks = []
+        for i, raw in enumerate(raw_tasks):
+            where = f"tasks[{i}]" + (f" ({raw.get('name')})" if isinstance(raw, Mapping) and "name" in raw else "")
+            if isinstance(raw, Mapping):
+                for required in ("name", "type"):
+                    if required not in raw:
+                        raise ValueError(f"{where}: missing required key {required!r}.")
+                raw = {k: _resolve_path(v, base_dir) if k in ("train", "dev", "test") else v for k, v in raw.items()}
+            tasks.append(_from_mapping(TaskConfig, raw, where))
+        return cls(model=model, tasks=tuple(tasks))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain mapping (lists, not tuples) for JSON/YAML."""
+        return _plain(dataclasses.asdict(self))
+
+    def task(self, name: str) -> TaskConfig:
+        for t in self.tasks:
+            if t.name == name:
+                return t
+        raise KeyError(f"No task named {name!r}; tasks are: {', '.join(t.name for t in self.tasks)}.")
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def _resolve_path(value: Any, base_dir: str | Path | None) -> Any:
+    if not isinstance(value, str) or value.startswith("hf:") or base_dir is None:
+        return value
+    path = Path(value).expanduser()
+    return str(path if path.is_absolute() else (Path(base_dir) / path).resolve())
+
+
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Apply ``a.b=c`` overrides to a raw config mapping (values parsed as YAML: numbers, booleans, lists).
+
+    Tasks are addressed by name or index: ``tasks.topic.dropout=0.2`` or ``tasks.0.dropout=0.2``.
+    """
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"Override {item!r} must look like key.path=value.")
+        key, raw_value = item.split("=", 1)
+        value = yaml.safe_load(raw_value) if raw_value.strip() else None
+        parts = key.strip().split(".")
+        node: Any = data
+        for depth, part in enumerate(parts[:-1]):
+            node = _descend(node, part, ".".join(parts[: depth + 1]))
+        if isinstance(node, list):
+            node = _descend(node, parts[-1], key)
+            raise ValueError(f"Override {item!r}: {key} is a whole task; set one of its keys instead.")
+        node[parts[-1]] = value
+    return data
+
+
+def _descend(node: Any, part: str, where: str) -> Any:
+    if isinstance(node, list):
+        for i, child in enumerate(node):
+            if (isinstance(child, Mapping) and child.get("name") == part) or part == str(i):
+                return child
+        names = [str(c.get("name")) for c in node if isinstance(c, Mapping)]
+        raise ValueError(f"Override path {where!r}: no task named {part!r}; tasks are: {', '.join(names)}.")
+    if not isinstance(node, dict):
+        raise ValueError(f"Override path {where!r} goes through a value that is not a mapping.")
+    return node.setdefault(part, {})
+
+
+def load_config(path: str | Path, overrides: Sequence[str] = ()) -> MTSTConfig:
+    """Read a YAML task file; data paths in it are relative to the file's folder."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"Config file {path} does not exist.")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise ValueError(f"{path}: malformed YAML: {e}") from e
+    if data is None:
+        raise ValueError(f"{path} is empty: expected 'model:' and 'tasks:' sections.")
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: the top level must be a mapping with 'model:' and 'tasks:'.")
+    data = apply_overrides(data, overrides)
+    try:
+        return MTSTConfig.from_dict(data, base_dir=path.parent)
+    except (ValueError, TypeError) as e:
+        raise type(e)(f"{path}: {e}") from e
+
+
+def save_config(config: MTSTConfig, path: str | Path) -> None:
+    """Write a config as YAML (data paths as stored: absolute after loading)."""
+    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")

@@ -1,0 +1,186 @@
+import json
+
+import pytest
+import torch
+
+from mtst.config import TaskConfig
+from mtst.encoder import SentenceEncoder
+from mtst.model import MultiTaskModel
+from mtst.tasks import build_task
+
+NER_TAGS = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
+
+
+def _tasks(crf: bool = False):
+    return [
+        build_task(TaskConfig(name="topic", type="classification", head="mlp", hidden_size=16), ["a", "b", "c"]),
+        build_task(TaskConfig(name="sentiment", type="regression")),
+        build_task(TaskConfig(name="entities", type="token_classification", crf=crf), NER_TAGS),
+        build_task(TaskConfig(name="sim", type="similarity")),
+    ]
+
+
+@pytest.fixture
+def model(tiny_encoder):
+    torch.manual_seed(0)
+    return MultiTaskModel(tiny_encoder, _tasks()).eval()
+
+
+def _count_backbone_calls(model):
+    calls = []
+    handle = model.encoder.backbone.register_forward_hook(lambda *a: calls.append(1))
+    return calls, handle
+
+
+def test_forward_shapes_and_one_backbone_pass(model):
+    features = model.encoder.tokenize(["the cat sat", "a dog in paris"])
+    calls, handle = _count_backbone_calls(model)
+    out = model(features)
+    handle.remove()
+    assert len(calls) == 1
+    seq = features["input_ids"].shape[1]
+    assert out["topic"].shape == (2, 3)
+    assert out["sentiment"].shape == (2,)
+    assert out["entities"].shape == (2, seq, 5)
+    assert out["sim"].shape == (2, model.encoder.dim)
+
+
+def test_forward_subset_and_unknown_task(model):
+    out = model(model.encoder.tokenize(["x"]), tasks=["topic"])
+    assert list(out) == ["topic"]
+    with pytest.raises(
+        ValueError, match="Unknown task 'nope'; this model's tasks are: topic, sentiment, entities, sim"
+    ):
+        model(model.encoder.tokenize(["x"]), tasks=["nope"])
+
+
+def test_predict_structure_and_one_pass_per_batch(model):
+    texts = ["the cat sat on the mat", "paris", ""]
+    calls, handle = _count_backbone_calls(model)
+    preds = model.predict(texts, batch_size=8)
+    handle.remove()
+    assert len(calls) == 1
+    assert len(preds) == 3
+    for p in preds:
+        assert set(p) == {"topic", "sentiment", "entities"}
+        assert p["topic"]["label"] in {"a", "b", "c"} and 0 <= p["topic"]["score"] <= 1
+        assert 0 <= p["sentiment"]["score"] <= 1
+        assert isinstance(p["entities"], list)
+    assert preds[2]["entities"] == []
+
+
+def _force_tags(model, tag_for_word):
+    """Make the NER head predict tags from the token id, so entity decoding can be checked exactly."""
+    head = model.heads["entities"]
+    vocab = model.encoder.tokenizer.get_vocab()
+    with torch.no_grad():
+        head.net[-1].weight.zero_()
+        head.net[-1].bias.zero_()
+        head.net[-1].bias[0] = 1.0  # "O" by default
+    table = torch.zeros(len(vocab), len(NER_TAGS))
+    table[:, 0] = 1.0
+    for word, tag in tag_for_word.items():
+        table[vocab[word], NER_TAGS.index(tag)] = 10.0
+    emb = model.encoder.backbone.get_input_embeddings()
+
+    def hook(module, args, output):
+        ids = model._last_ids
+        return table[ids]
+
+    model._last_ids = None
+    pre = emb.register_forward_hook(lambda m, a, o: setattr(model, "_last_ids", a[0]))
+    post = head.register_forward_hook(hook)
+    return [pre, post]
+
+
+@pytest.mark.parametrize("crf", [False, True])
+def test_entity_offsets_slice_back(tiny_encoder, crf):
+    torch.manual_seed(0)
+    model = MultiTaskModel(tiny_encoder, _tasks(crf=crf)).eval()
+    if crf:  # neutral transitions so the Viterbi path follows the emissions
+        for p in model.heads["entities"].crf.parameters():
+            torch.nn.init.zeros_(p)
+    hooks = _force_tags(model, {"paris": "B-LOC", "london": "B-LOC", "cat": "B-PER", "##s": "I-PER"})
+    text = "The  CAT,  is in Paris — and London!!  cats?"
+    preds = model.predict([text, "ünïcödé paris"], word_tags=True)
+    for h in hooks:
+        h.remove()
+    ents = preds[0]["entities"]
+    assert [(e["text"], e["label"]) for e in ents] == [
+        ("CAT", "PER"),
+        ("Paris", "LOC"),
+        ("London", "LOC"),
+        ("cats", "PER"),  # "cat" + "##s": the word's tag comes from its first sub-word, the span covers both
+    ]
+    for e in ents + preds[1]["entities"]:
+        source = text if e in ents else "ünïcödé paris"
+        assert source[e["start"] : e["end"]] == e["text"]
+    assert [e["text"] for e in preds[1]["entities"]] == ["paris"]
+    words = preds[0]["entities_words"]
+    assert all(text[w["start"] : w["end"]] == w["text"] for w in words)
+    assert [w["text"] for w in words][:3] == ["The", "CAT", ","]
+
+
+def test_save_load_identical_predictions(model, tmp_path):
+    texts = ["the cat sat on the mat", "a dog in london", "paris"]
+    before = model.predict(texts, word_tags=True)
+    out = model.save(tmp_path / "m")
+    assert (out / "encoder" / "modules.json").exists() and (out / "heads.safetensors").exists()
+    loaded = MultiTaskModel.load(out)
+    assert loaded.predict(texts, word_tags=True) == before
+    assert list(loaded.tasks) == list(model.tasks)
+    assert loaded.tasks["entities"].labels.names == NER_TAGS
+    # the encoder inside stays a plain sentence encoder
+    assert SentenceEncoder.from_pretrained(out / "encoder").dim == model.encoder.dim
+
+
+def test_save_refuses_foreign_folder_but_replaces_own_model(model, tmp_path):
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="not empty"):
+        model.save(foreign)
+    assert (foreign / "notes.txt").read_text() == "mine"
+    own = model.save(tmp_path / "own")
+    model.save(own)  # an existing mtst model folder is replaced without overwrite=True
+    assert MultiTaskModel.load(own)
+
+
+def test_load_errors(model, tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        MultiTaskModel.load(tmp_path / "missing")
+    enc_dir = model.encoder.save(tmp_path / "enc")
+    with pytest.raises(FileNotFoundError, match="not an mtst model folder.*SentenceEncoder.from_pretrained"):
+        MultiTaskModel.load(enc_dir)
+    out = model.save(tmp_path / "m")
+    (out / "heads.safetensors").rename(tmp_path / "heads.bak")
+    with pytest.raises(FileNotFoundError, match="heads.safetensors is missing"):
+        MultiTaskModel.load(out)
+    (tmp_path / "heads.bak").rename(out / "heads.safetensors")
+    conf = json.loads((out / "mtst_config.json").read_text())
+    conf["tasks"][0]["labels"] = ["a", "b"]  # head has 3 outputs
+    (out / "mtst_config.json").write_text(json.dumps(conf))
+    with pytest.raises(ValueError, match="does not match .*wrong shape: topic"):
+        MultiTaskModel.load(out)
+
+
+def test_classification_needs_labels():
+    with pytest.raises(ValueError, match="needs its label set"):
+        build_task(TaskConfig(name="t", type="classification"))
+
+
+def test_class_weights_length_checked():
+    with pytest.raises(ValueError, match="class_weights has 2 values for 3 labels"):
+        build_task(TaskConfig(name="t", type="classification", class_weights=[1, 2]), ["a", "b", "c"])
+
+
+def test_losses_through_tasks(model):
+    features = model.encoder.tokenize(["the cat sat", "a dog"])
+    out = model(features)
+    t = model.tasks
+    assert t["topic"].loss(model.heads["topic"], out["topic"], torch.tensor([0, 2])) > 0
+    assert t["sentiment"].loss(None, out["sentiment"], torch.tensor([0.1, 0.9])) > 0
+    labels = torch.full(features["input_ids"].shape, -100)
+    labels[:, 1] = 1
+    assert t["entities"].loss(model.heads["entities"], out["entities"], labels) > 0
+    assert t["sim"].loss(None, out["sim"], None) >= 0
