@@ -201,6 +201,69 @@ def _print_predictions(texts: list[str], preds: list[dict]) -> None:
     console.print(table)
 
 
+Overrides = Annotated[
+    list[str] | None, typer.Option("--set", help="Override a config value: key.path=value (repeatable).")
+]
+
+
+@app.command()
+def train(
+    config: Annotated[Path, typer.Argument(help="The YAML task file.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the model, metrics and checkpoints.")],
+    overrides: Overrides = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace a non-empty output folder.")] = False,
+    resume: Annotated[bool, typer.Option(help="Continue from OUTPUT/checkpoint.")] = False,
+) -> None:
+    """Train the tasks of a config on one shared backbone (same as mtst.training.train)."""
+    from mtst.config import load_config
+    from mtst.training import train as run_training
+
+    try:
+        cfg = load_config(config, overrides or [])
+        result = run_training(cfg, output, overwrite=overwrite, resume=resume)
+    except (OSError, ValueError, FloatingPointError) as e:
+        _fail(str(e))
+    if result["final_metrics"]:
+        _print_metrics(result["final_metrics"], title=f"Dev metrics at step {result['steps']}")
+    console.print(f"Model saved to {result['model_dir']} (best step: {result['best_step']}).")
+
+
+def _print_metrics(metrics: dict, title: str) -> None:
+    table = Table(title=title)
+    for col in ("task", "metric", "value"):
+        table.add_column(col)
+    for task_name, values in metrics.items():
+        for metric, value in values.items():
+            table.add_row(task_name, metric, f"{value:.4f}")
+    console.print(table)
+
+
+@app.command()
+def evaluate(
+    model: Annotated[Path, typer.Option("--model", "-m", help="An mtst model folder.")],
+    config: Annotated[Path | None, typer.Argument(help="A task file naming dev/test data (optional).")] = None,
+    split: Annotated[str, typer.Option(help="dev or test.")] = "dev",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
+    overrides: Overrides = None,
+) -> None:
+    """Print each task's metrics on its dev or test data."""
+    import json
+
+    from mtst.config import load_config
+    from mtst.evaluation import evaluate_model
+    from mtst.model import MultiTaskModel
+
+    try:
+        cfg = load_config(config, overrides or []) if config is not None else None
+        metrics = evaluate_model(MultiTaskModel.load(model), cfg, split=split)
+    except (OSError, ValueError) as e:
+        _fail(str(e))
+    if as_json:
+        typer.echo(json.dumps(metrics))
+    else:
+        _print_metrics(metrics, title=f"{split} metrics")
+
+
 @app.command()
 def demo(
     model: ModelOpt = "default",

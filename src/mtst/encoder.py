@@ -376,7 +376,7 @@ class SentenceEncoder(nn.Module):
 
         Refuses a non-empty folder unless ``overwrite``; the write is atomic (temporary folder, then rename).
         """
-        with atomic_folder(path, overwrite=overwrite, what="encoder") as tmp, _quiet_transformers():
+        with atomic_folder(path, overwrite=overwrite, what="encoder") as tmp:
             self.save_to(tmp)
         return Path(path)
 
@@ -385,8 +385,9 @@ class SentenceEncoder(nn.Module):
         import transformers
 
         folder = Path(folder)
-        self.backbone.save_pretrained(str(folder), safe_serialization=True)
-        self.tokenizer.save_pretrained(str(folder))
+        with _quiet_transformers():
+            self.backbone.save_pretrained(str(folder), safe_serialization=True)
+            self.tokenizer.save_pretrained(str(folder))
         # sentence-transformers layout: the module names below load in sentence-transformers 2.x to 6.x.
         modules = [
             {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},

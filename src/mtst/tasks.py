@@ -51,9 +51,7 @@ class Task:
         """Config plus label names: all that ``from_dict`` needs to rebuild the task."""
         from dataclasses import asdict
 
-        conf = asdict(self.config)
-        for key in ("train", "dev", "test"):  # data paths describe training, not the saved model
-            conf.pop(key, None)
+        conf = asdict(self.config)  # data paths stay: `mtst evaluate --model DIR` finds the dev/test files
         conf["labels"] = self.labels.names if self.labels is not None else None
         return conf
 
