@@ -114,3 +114,21 @@ def test_predict_errors(tiny_encoder, tmp_path):
     model_dir = _saved_multitask_model(tiny_encoder, tmp_path / "m")
     res = runner.invoke(app, ["predict", "-m", str(model_dir), "x", "--task", "nope"])
     assert res.exit_code == 2 and "Unknown task 'nope'" in res.output
+
+
+def test_cache_build_info_clear(tiny_model_dir, tmp_path):
+    import json
+
+    src = tmp_path / "in.txt"
+    src.write_text("a dog\nthe cat\n", encoding="utf-8")
+    cache = tmp_path / "cache"
+    res = runner.invoke(app, ["cache", "build", "-i", str(src), "-m", str(tiny_model_dir), "--cache-dir", str(cache)])
+    assert res.exit_code == 0 and "2 texts cached" in res.output, res.output
+    res = runner.invoke(app, ["cache", "info", "--cache-dir", str(cache), "--json"])
+    entry = json.loads(res.output)
+    assert entry["kind"] == "sentence" and entry["rows"] == 2 and entry["dtype"] == "float32"
+    assert runner.invoke(app, ["cache", "info", "--cache-dir", str(cache)]).exit_code == 0
+    res = runner.invoke(app, ["cache", "clear", "--cache-dir", str(cache)])
+    assert "Removed 1 cache entries" in res.output
+    res = runner.invoke(app, ["cache", "info", "--cache-dir", str(cache)])
+    assert "No cache entries" in res.output

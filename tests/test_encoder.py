@@ -163,9 +163,7 @@ def test_new_style_pooling_config_is_read(tiny_encoder, tmp_path):
     import json
 
     out = tiny_encoder.save(tmp_path / "m")
-    (out / "1_Pooling" / "config.json").write_text(
-        json.dumps({"embedding_dimension": 32, "pooling_mode": "max"})
-    )
+    (out / "1_Pooling" / "config.json").write_text(json.dumps({"embedding_dimension": 32, "pooling_mode": "max"}))
     assert SentenceEncoder.from_pretrained(out).pooling == "max"
     (out / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode": "lasttoken"}))
     with pytest.raises(ValueError, match="Unknown pooling mode 'lasttoken'"):

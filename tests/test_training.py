@@ -201,3 +201,27 @@ def test_uncertainty_weighting_learns_log_vars(tiny_model_dir, toy):
 def test_everything_frozen_is_an_error(tiny_model_dir, toy):
     with pytest.raises(ValueError, match="Nothing to train"):
         Trainer(make_config(tiny_model_dir, toy, tasks=("topic",), freeze="all"))
+
+
+def test_frozen_backbone_trains_heads_from_cache(tiny_model_dir, toy, tmp_path):
+    kw = {"freeze": "backbone", "max_steps": 15, "cache_dir": str(tmp_path / "cache"), "lr": 1e-2, "head_lr": 1e-2}
+    both = Trainer(make_config(tiny_model_dir, toy, tasks=("topic", "ner"), **kw))
+    assert both.cached
+    records = list(both.steps())
+    assert records[-1].step == 30 and set(records[-1].metrics) == {"topic", "ner"}
+    # heads are independent: training one alone gives the same weights with the same seed
+    alone = Trainer(make_config(tiny_model_dir, toy, tasks=("ner",), **kw))
+    list(alone.steps())
+    for k, v in alone.model.heads["ner"].state_dict().items():
+        torch.testing.assert_close(v, both.model.heads["ner"].state_dict()[k], rtol=0, atol=0)
+    # cache-based metrics equal a full forward pass through the frozen backbone
+    from mtst.evaluation import evaluate
+
+    full = evaluate(both.model, both.dev_data)
+    for task, values in records[-1].metrics.items():
+        assert full[task] == pytest.approx(values, abs=1e-6)
+
+
+def test_frozen_backbone_rejects_headless_task(tiny_model_dir, toy, tmp_path):
+    with pytest.raises(ValueError, match="has no head: with train.freeze: backbone"):
+        Trainer(make_config(tiny_model_dir, toy, tasks=("sim",), freeze="backbone", cache_dir=str(tmp_path)))

@@ -264,6 +264,89 @@ def evaluate(
         _print_metrics(metrics, title=f"{split} metrics")
 
 
+cache_app = typer.Typer(
+    help="Embeddings of a frozen backbone kept on disk: build, inspect, clear.", no_args_is_help=True
+)
+app.add_typer(cache_app, name="cache")
+CacheDirOpt = Annotated[
+    Path | None, typer.Option("--cache-dir", help="Cache folder (default: ~/.cache/mtst/embeddings).")
+]
+
+
+def _cache_dir(cache_dir: Path | None) -> Path:
+    from mtst.training import DEFAULT_CACHE_DIR
+
+    return cache_dir or DEFAULT_CACHE_DIR
+
+
+@cache_app.command("build")
+def cache_build(
+    input_file: Annotated[Path, typer.Option("--input", "-i", help="A file with one text per line.")],
+    model: ModelOpt = "default",
+    pooling: PoolingOpt = None,
+    cache_dir: CacheDirOpt = None,
+    dtype: Annotated[str, typer.Option(help="float32 or float16.")] = "float32",
+    batch_size: Annotated[int, typer.Option(min=1)] = 64,
+) -> None:
+    """Encode the texts of a file into the cache (only those not cached yet)."""
+    from mtst.cache import EmbeddingCache
+    from mtst.files import read_lines
+
+    try:
+        texts = read_lines(input_file)
+        encoder = _load_encoder(model, pooling)
+        emb = EmbeddingCache(_cache_dir(cache_dir), dtype=dtype).get(
+            encoder, texts, batch_size=batch_size, show_progress_bar=True
+        )
+    except (OSError, ValueError) as e:
+        _fail(str(e))
+    console.print(f"{len(texts)} texts cached ({emb.shape[1]} dims) in {_cache_dir(cache_dir)}")
+
+
+@cache_app.command("info")
+def cache_info(
+    cache_dir: CacheDirOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per entry.")] = False,
+) -> None:
+    """List the cache entries: kind, rows, size and what they are keyed by."""
+    import json
+
+    from mtst.cache import EmbeddingCache
+
+    entries = EmbeddingCache(_cache_dir(cache_dir)).info()
+    if as_json:
+        for e in entries:
+            typer.echo(json.dumps(e))
+        return
+    if not entries:
+        console.print(f"No cache entries in {_cache_dir(cache_dir)}.")
+        return
+    table = Table(title=f"Embedding cache: {_cache_dir(cache_dir)}")
+    for col in ("entry", "kind", "rows", "MB", "dtype", "pooling", "normalize", "max_length", "backbone"):
+        table.add_column(col)
+    for e in entries:
+        table.add_row(
+            e["entry"],
+            e["kind"],
+            str(e["rows"]),
+            f"{e['bytes'] / 1e6:.1f}",
+            e["dtype"],
+            str(e["pooling"]),
+            str(e["normalize"]),
+            str(e["max_length"]),
+            e["backbone"][:12],
+        )
+    console.print(table)
+
+
+@cache_app.command("clear")
+def cache_clear(cache_dir: CacheDirOpt = None) -> None:
+    """Delete every cache entry in the cache folder."""
+    from mtst.cache import EmbeddingCache
+
+    console.print(f"Removed {EmbeddingCache(_cache_dir(cache_dir)).clear()} cache entries.")
+
+
 @app.command()
 def demo(
     model: ModelOpt = "default",

@@ -174,6 +174,9 @@ class TrainConfig:
     log_every: int = 10  # steps between loss records in metrics.jsonl
     precision: str = "fp32"  # fp32 or bf16 (autocast; ~1.9x faster on recent CPUs for MiniLM)
     eval_batch_size: int = 64
+    cache_dir: str | None = None  # frozen backbone: where embeddings are kept; None: ~/.cache/mtst/embeddings
+    cache_dtype: str = "float32"  # float16 halves the disk; heads barely notice
+    use_cache: bool = True  # with freeze: backbone, train heads from cached embeddings (one encoding pass)
 
     def __post_init__(self) -> None:
         for key, value, valid in (
@@ -181,6 +184,7 @@ class TrainConfig:
             ("sampling", self.sampling, SAMPLING),
             ("loss_weighting", self.loss_weighting, LOSS_WEIGHTING),
             ("precision", self.precision, PRECISIONS),
+            ("cache_dtype", self.cache_dtype, ("float32", "float16")),
         ):
             if value not in valid:
                 raise ValueError(f"train.{key}: {value!r} is not valid; use one of {', '.join(valid)}.")

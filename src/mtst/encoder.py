@@ -125,9 +125,7 @@ def _read_st_pooling(config_file: Path) -> str:
     if isinstance(mode, list):
         mode = mode[0] if len(mode) == 1 else mode
     if not isinstance(mode, str):
-        raise ValueError(
-            f"{config_file}: combined pooling modes {mode} are not supported; use one of mean, cls, max."
-        )
+        raise ValueError(f"{config_file}: combined pooling modes {mode} are not supported; use one of mean, cls, max.")
     try:
         return check_pooling(mode)
     except ValueError as e:
@@ -330,9 +328,7 @@ class SentenceEncoder(nn.Module):
         out = torch.empty((len(items), self.dim), dtype=torch.float32)  # [n, dim]
         if items:
             ids = self._token_ids(items)
-            order = sorted(
-                range(len(ids)), key=lambda i: -len(ids[i])
-            )  # longest first: memory errors surface early
+            order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))  # longest first: memory errors surface early
             n_batches = math.ceil(len(order) / batch_size)
             show = n_batches > 8 if show_progress_bar is None else show_progress_bar
             was_training = self.training
@@ -342,9 +338,7 @@ class SentenceEncoder(nn.Module):
                     idx = order[start : start + batch_size]
                     features = self._pad([ids[i] for i in idx])
                     token_states = self.backbone(**features, return_dict=True).last_hidden_state
-                    emb = pool(
-                        self.pooling, token_states, features["attention_mask"]
-                    ).float()  # [batch, hidden]
+                    emb = pool(self.pooling, token_states, features["attention_mask"]).float()  # [batch, hidden]
                     if normalize:
                         emb = F.normalize(emb, p=2, dim=-1)
                     out[torch.as_tensor(idx)] = emb.cpu()
@@ -408,9 +402,7 @@ class SentenceEncoder(nn.Module):
         pooling_conf: dict[str, Any] = {"word_embedding_dimension": self.dim}
         pooling_conf.update({key: self.pooling == mode for key, mode in _ST_LEGACY_POOLING_KEYS.items()})
         write_json(folder / "1_Pooling" / "config.json", pooling_conf)
-        write_json(
-            folder / "sentence_bert_config.json", {"max_seq_length": self.max_length, "do_lower_case": False}
-        )
+        write_json(folder / "sentence_bert_config.json", {"max_seq_length": self.max_length, "do_lower_case": False})
         write_json(
             folder / "config_sentence_transformers.json",
             {

@@ -27,9 +27,20 @@ def _batches(data: EncodedData, batch_size: int):
 
 
 def evaluate_task(
-    model: MultiTaskModel, name: str, data: EncodedData, *, batch_size: int = 64, autocast: bool = False
+    model: MultiTaskModel,
+    name: str,
+    data: EncodedData,
+    *,
+    batch_size: int = 64,
+    autocast: bool = False,
+    cached: Any = None,
 ) -> dict[str, float]:
-    """Metrics of task ``name`` on encoded labelled data, from batches sorted by length."""
+    """Metrics of task ``name`` on encoded labelled data, from batches sorted by length.
+
+    With ``cached`` (a ``headtraining.CachedData`` of the same examples) the head runs on cached vectors.
+    """
+    from mtst.headtraining import cached_batch
+
     task = model.tasks[name]
     pad_id = model.encoder.tokenizer.pad_token_id or 0
     device = model.encoder.device
@@ -38,9 +49,13 @@ def evaluate_task(
     model.eval()
     with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
         for index in _batches(data, batch_size):
-            features, targets = collate(task, data, index, pad_id)
-            features = {k: v.to(device) for k, v in features.items()}
-            out = model(features, tasks=[name])[name]
+            if cached is not None:
+                x, targets, _ = cached_batch(cached, index, device)
+                out = model.heads[name](x)
+            else:
+                features, targets = collate(task, data, index, pad_id)
+                features = {k: v.to(device) for k, v in features.items()}
+                out = model(features, tasks=[name])[name]
             for i, p in zip(index, _decode(model, name, out, targets), strict=True):
                 preds[i] = p
     model.train(was_training)
@@ -72,11 +87,17 @@ def _decode(model: MultiTaskModel, name: str, out: torch.Tensor, targets: Any) -
 
 
 def evaluate(
-    model: MultiTaskModel, data: dict[str, EncodedData], *, batch_size: int = 64, autocast: bool = False
+    model: MultiTaskModel,
+    data: dict[str, EncodedData],
+    *,
+    batch_size: int = 64,
+    autocast: bool = False,
+    cached: dict[str, Any] | None = None,
 ) -> dict[str, dict[str, float]]:
-    """Metrics for every task that has data: ``{task: {metric: value}}``."""
+    """Metrics for every task that has data: ``{task: {metric: value}}`` (from cached vectors where given)."""
+    cached = cached or {}
     return {
-        name: evaluate_task(model, name, d, batch_size=batch_size, autocast=autocast)
+        name: evaluate_task(model, name, d, batch_size=batch_size, autocast=autocast, cached=cached.get(name))
         for name, d in data.items()
         if d is not None and len(d)
     }

@@ -83,16 +83,12 @@ def encode_file(
             for text in _checked_lines(input_path):
                 chunk.append(text)
                 if len(chunk) == chunk_size:
-                    out[done : done + len(chunk)] = encoder.encode(
-                        chunk, batch_size=batch_size, normalize=normalize
-                    )
+                    out[done : done + len(chunk)] = encoder.encode(chunk, batch_size=batch_size, normalize=normalize)
                     done += len(chunk)
                     bar.update(len(chunk))
                     chunk = []
             if chunk:
-                out[done : done + len(chunk)] = encoder.encode(
-                    chunk, batch_size=batch_size, normalize=normalize
-                )
+                out[done : done + len(chunk)] = encoder.encode(chunk, batch_size=batch_size, normalize=normalize)
                 done += len(chunk)
                 bar.update(len(chunk))
         out.flush()

@@ -42,9 +42,7 @@ POOLING_MODES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] =
 def check_pooling(mode: str) -> str:
     """Return ``mode`` if it is a valid pooling mode, else raise a ``ValueError`` listing the valid ones."""
     if mode not in POOLING_MODES:
-        raise ValueError(
-            f"Unknown pooling mode {mode!r}. Valid pooling modes are: {', '.join(POOLING_MODES)}."
-        )
+        raise ValueError(f"Unknown pooling mode {mode!r}. Valid pooling modes are: {', '.join(POOLING_MODES)}.")
     return mode
 
 

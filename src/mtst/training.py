@@ -22,10 +22,12 @@ from torch import nn
 
 from mtst._io import check_writable_folder
 from mtst.batching import EncodedData, LengthGroupedBatches, collate, encode_examples
+from mtst.cache import EmbeddingCache
 from mtst.checkpoint import load_checkpoint, save_checkpoint
 from mtst.config import MTSTConfig, TrainConfig, save_config
 from mtst.evaluation import evaluate, score
-from mtst.freezing import apply_freeze, layerwise_param_groups
+from mtst.freezing import apply_freeze, layerwise_param_groups, parse_freeze
+from mtst.headtraining import CachedData, cache_task_data, head_steps, train_head
 from mtst.model import MultiTaskModel
 from mtst.sampling import TaskSampler
 from mtst.taskdata import load_task_splits
@@ -33,6 +35,7 @@ from mtst.taskdata import load_task_splits
 CHECKPOINT_DIR = "checkpoint"
 MODEL_DIR = "model"
 METRICS_FILE = "metrics.jsonl"
+DEFAULT_CACHE_DIR = Path.home() / ".cache" / "mtst" / "embeddings"
 
 
 def lr_factor(step: int, *, warmup_steps: int, total_steps: int, schedule: str) -> float:
@@ -133,14 +136,31 @@ class Trainer:
         tok, max_len = self.model.encoder.tokenizer, self.model.encoder.max_length
         self.train_data: dict[str, EncodedData] = {}
         self.dev_data: dict[str, EncodedData] = {}
+        self.cached = t.use_cache and parse_freeze(t.freeze)[0] == "backbone"
+        self.train_cached: dict[str, CachedData] = {}
+        self.dev_cached: dict[str, CachedData] = {}
+        cache = EmbeddingCache(t.cache_dir or DEFAULT_CACHE_DIR, dtype=t.cache_dtype) if self.cached else None
         for tcfg in config.tasks:
             task = self.model.tasks[tcfg.name]
+            if self.cached and task.level == "pair":
+                raise ValueError(
+                    f"task {tcfg.name!r} ({task.type}) has no head: with train.freeze: backbone it has nothing to "
+                    "train. Fine-tune the backbone first (freeze: none), then train heads on it."
+                )
             splits = load_task_splits(tcfg, seed=t.seed, splits=("train", "dev"))
             if splits.train is None:
                 raise ValueError(f"task {tcfg.name!r} has no 'train:' data to train on.")
             self.train_data[tcfg.name] = encode_examples(task, splits.train, tok, max_len)
             if splits.dev is not None:
                 self.dev_data[tcfg.name] = encode_examples(task, splits.dev, tok, max_len)
+            if cache is not None:
+                self.train_cached[tcfg.name] = cache_task_data(
+                    self.model, tcfg.name, splits.train, self.train_data[tcfg.name], cache, batch_size=t.eval_batch_size
+                )
+                if splits.dev is not None:
+                    self.dev_cached[tcfg.name] = cache_task_data(
+                        self.model, tcfg.name, splits.dev, self.dev_data[tcfg.name], cache, batch_size=t.eval_batch_size
+                    )
         rank, world = self.accelerator.process_index, self.accelerator.num_processes
         self.batches = {
             name: LengthGroupedBatches(
@@ -157,6 +177,13 @@ class Trainer:
         batches_per_epoch = sum(b.batches_per_epoch for b in self.batches.values())
         self.steps_per_epoch = max(1, batches_per_epoch // t.grad_accum)
         self.total_steps = t.max_steps or max(1, math.ceil(t.epochs * self.steps_per_epoch))
+        if self.cached:
+            self.head_steps = {
+                n: head_steps(t, len(d), config.task(n).batch_size or t.batch_size)
+                for n, d in self.train_cached.items()
+                if n not in t.frozen_heads
+            }
+            self.total_steps = max(1, sum(self.head_steps.values()))
         warmup = int(t.warmup) if t.warmup >= 1 else int(round(t.warmup * self.total_steps))
         self.loss_weights = LossWeights(
             {task.name: task.weight for task in config.tasks}, learned=t.loss_weighting == "uncertainty"
@@ -204,11 +231,43 @@ class Trainer:
     # ------------------------------------------------------------------ the loop
     def evaluate(self) -> dict[str, dict[str, float]]:
         return evaluate(
-            self.model, self.dev_data, batch_size=self.tc.eval_batch_size, autocast=self.tc.precision == "bf16"
+            self.model,
+            self.dev_data,
+            batch_size=self.tc.eval_batch_size,
+            autocast=self.tc.precision == "bf16" and not self.cached,
+            cached=self.dev_cached,
         )
+
+    def _cached_steps(self) -> Iterator[StepRecord]:
+        """Frozen backbone: train each head in turn from cached vectors; evaluate once at the end.
+
+        The run restarts from step 0 on resume: head training from a cache takes seconds.
+        """
+        self.state.step = 0
+        for name in self.head_steps:
+            bs = self.config.task(name).batch_size or self.tc.batch_size
+            for local, _, loss, lr in train_head(self.model, name, self.train_cached[name], tc=self.tc, batch_size=bs):
+                self.state.step += 1
+                record = StepRecord(
+                    step=self.state.step,
+                    total_steps=self.total_steps,
+                    epoch=local / max(1, -(-len(self.train_cached[name]) // bs)),
+                    task=name,
+                    loss=loss,
+                    lr=lr,
+                    losses={name: loss},
+                )
+                if self.state.step == self.total_steps and self.dev_data:
+                    record.metrics = self.evaluate()
+                    record.score = score(record.metrics, self.model, self.tc.metric_for_best)
+                    self.state.best_score, self.state.best_step, record.is_best = record.score, record.step, True
+                yield record
 
     def steps(self) -> Iterator[StepRecord]:
         """Train until the last step (or early stopping), yielding one record per optimizer step."""
+        if self.cached:
+            yield from self._cached_steps()
+            return
         t, acc = self.tc, self.accelerator
         pad_id = self.model.encoder.tokenizer.pad_token_id or 0
         eval_every = t.eval_every or self.steps_per_epoch

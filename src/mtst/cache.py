@@ -1,0 +1,279 @@
+"""Embeddings of a frozen backbone, kept on disk: encode a data set once, train heads from it many times.
+
+Layout: ``DIR/<key>/`` per (backbone fingerprint, pooling, max length, normalization, kind, dtype), holding
+``meta.json``, an ``index.json`` of shards, and per shard ``NNNNN.keys.npy`` (text hashes), ``NNNNN.rows.npy``
+(float32 or float16 vectors; for token states all tokens stacked) and, for token states, ``NNNNN.offsets.npy``.
+Shards are written to temporary names and renamed, then the index is replaced atomically, so a crash
+mid-write leaves the cache as it was. The index records each shard's size and SHA-256: a truncated or
+corrupted shard is reported, dropped and re-encoded on demand.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import shutil
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mtst._io import read_json, write_json
+from mtst.encoder import SentenceEncoder
+
+logger = logging.getLogger(__name__)
+
+KINDS = ("sentence", "token")
+DTYPES = ("float32", "float16")
+CACHE_VERSION = 1
+
+
+def text_key(text: str | Sequence[str]) -> bytes:
+    """16-byte hash of a text (or of a pre-split word list, for token states)."""
+    raw = text if isinstance(text, str) else "\x1f".join(text) + "\x1e"
+    return hashlib.blake2b(raw.encode("utf-8"), digest_size=16).digest()
+
+
+def backbone_fingerprint(encoder: SentenceEncoder) -> str:
+    """SHA-256 of the backbone's weights and tokenizer vocabulary: two models share it only if they are equal."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(encoder.backbone.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    h.update(json.dumps(sorted(encoder.tokenizer.get_vocab().items())).encode())
+    return h.hexdigest()
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@contextlib.contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    """Exclusive lock for writers of one cache entry (readers need none: files only appear by rename)."""
+    import fcntl
+
+    with open(folder / ".lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+class EmbeddingCache:
+    """A folder of cached embeddings; ``get`` returns cached vectors and encodes only the texts not seen yet."""
+
+    def __init__(self, root: str | Path, *, dtype: str = "float32") -> None:
+        if dtype not in DTYPES:
+            raise ValueError(f"cache dtype must be one of {', '.join(DTYPES)}, got {dtype!r}.")
+        self.root = Path(root)
+        self.dtype = dtype
+        self._fingerprints: dict[int, str] = {}
+
+    # ------------------------------------------------------------------ keys
+    def key_fields(self, encoder: SentenceEncoder, kind: str) -> dict[str, Any]:
+        """Everything that changes the cached numbers; a different value means a different cache entry."""
+        if kind not in KINDS:
+            raise ValueError(f"cache kind must be one of {', '.join(KINDS)}, got {kind!r}.")
+        fp = self._fingerprints.get(id(encoder))
+        if fp is None:
+            fp = self._fingerprints[id(encoder)] = backbone_fingerprint(encoder)
+        return {
+            "version": CACHE_VERSION,
+            "backbone": fp,
+            "pooling": encoder.pooling if kind == "sentence" else None,
+            "normalize": encoder.normalize if kind == "sentence" else None,
+            "max_length": encoder.max_length,
+            "kind": kind,
+            "dtype": self.dtype,
+        }
+
+    def entry(self, encoder: SentenceEncoder, kind: str = "sentence") -> Path:
+        """The folder of the entry for this encoder and kind (created with its meta.json if new)."""
+        fields = self.key_fields(encoder, kind)
+        key = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:24]
+        folder = self.root / f"{kind}-{key}"
+        meta = folder / "meta.json"
+        if meta.exists():
+            if read_json(meta) != {**fields, "dim": encoder.dim}:
+                raise ValueError(f"{meta} does not match its key: the cache entry is inconsistent; clear it.")
+        else:
+            folder.mkdir(parents=True, exist_ok=True)
+            write_json(meta, {**fields, "dim": encoder.dim})
+            write_json(folder / "index.json", {"shards": []})
+        return folder
+
+    # ------------------------------------------------------------------ reading
+    def _valid_shards(self, folder: Path, *, verify: bool = True) -> list[dict[str, Any]]:
+        index = read_json(folder / "index.json")
+        good = []
+        for shard in index["shards"]:
+            problem = None
+            for meta in shard["files"].values():
+                path = folder / meta["name"]
+                if not path.exists():
+                    problem = f"{path} is missing"
+                elif path.stat().st_size != meta["size"]:
+                    problem = f"{path} is truncated ({path.stat().st_size} of {meta['size']} bytes)"
+                elif verify and _sha256(path) != meta["sha256"]:
+                    problem = f"{path} is corrupted (checksum mismatch)"
+                if problem:
+                    break
+            if problem:
+                logger.warning("Embedding cache: %s; its %d rows will be encoded again.", problem, shard["n"])
+            else:
+                good.append(shard)
+        if len(good) != len(index["shards"]):
+            with _locked(folder):
+                write_json(folder / "index.json", {"shards": good})
+        return good
+
+    def _lookup(self, folder: Path, shards: list[dict[str, Any]]) -> dict[bytes, tuple[int, int]]:
+        table: dict[bytes, tuple[int, int]] = {}
+        for s, shard in enumerate(shards):
+            keys = np.load(folder / shard["files"]["keys"]["name"], mmap_mode="r")
+            for row, k in enumerate(keys):
+                table.setdefault(k.tobytes(), (s, row))
+        return table
+
+    # ------------------------------------------------------------------ the main call
+    def get(
+        self,
+        encoder: SentenceEncoder,
+        texts: Sequence[str] | Sequence[Sequence[str]],
+        *,
+        kind: str = "sentence",
+        batch_size: int = 64,
+        show_progress_bar: bool | None = None,
+    ) -> np.ndarray | list[np.ndarray]:
+        """Vectors for ``texts``, encoding (and storing) only those not cached yet.
+
+        ``kind="sentence"``: pooled embeddings ``[n, dim]`` (as ``encoder.encode`` returns them).
+        ``kind="token"``: per text, the backbone's token states ``[n_tokens, dim]``; texts may be strings or
+        pre-split word lists (as NER data comes).
+        """
+        folder = self.entry(encoder, kind)
+        shards = self._valid_shards(folder)
+        table = self._lookup(folder, shards)
+        keys = [text_key(t) for t in texts]
+        missing = sorted({k: i for i, k in reversed(list(enumerate(keys))) if k not in table}.values())
+        if missing:
+            self._add(
+                folder,
+                encoder,
+                [texts[i] for i in missing],
+                [keys[i] for i in missing],
+                kind,
+                batch_size,
+                show_progress_bar,
+            )
+            shards = self._valid_shards(folder, verify=False)
+            table = self._lookup(folder, shards)
+        return self._gather(folder, shards, [table[k] for k in keys], kind)
+
+    def _gather(self, folder: Path, shards: list[dict[str, Any]], where: list[tuple[int, int]], kind: str):
+        rows = [np.load(folder / s["files"]["rows"]["name"], mmap_mode="r") for s in shards]
+        if kind == "sentence":
+            out = np.empty((len(where), rows[0].shape[1] if rows else 0), dtype=np.float32)
+            for i, (s, r) in enumerate(where):
+                out[i] = rows[s][r]
+            return out
+        offsets = [np.load(folder / s["files"]["offsets"]["name"], mmap_mode="r") for s in shards]
+        return [np.array(rows[s][offsets[s][r] : offsets[s][r + 1]], dtype=np.float32) for s, r in where]
+
+    # ------------------------------------------------------------------ writing
+    def _add(self, folder, encoder, texts, keys, kind, batch_size, show_progress_bar) -> None:
+        """Encode ``texts`` and store them as a new shard (files first, then the index entry naming them)."""
+        np_dtype = np.float16 if self.dtype == "float16" else np.float32
+        if kind == "sentence":
+            vectors = encoder.encode(list(texts), batch_size=batch_size, show_progress_bar=show_progress_bar)
+            arrays = {"rows": vectors.astype(np_dtype)}
+        else:
+            states = encode_token_states(encoder, texts, batch_size=batch_size)
+            lengths = np.array([len(s) for s in states], dtype=np.int64)
+            arrays = {
+                "rows": np.concatenate(states).astype(np_dtype) if states else np.zeros((0, encoder.dim), np_dtype),
+                "offsets": np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+            }
+        arrays["keys"] = np.frombuffer(b"".join(keys), dtype="V16")
+        with _locked(folder):
+            index = read_json(folder / "index.json")
+            number = max([int(s["id"]) for s in index["shards"]], default=-1) + 1
+            files = {}
+            for name, array in arrays.items():
+                final = f"{number:05d}.{name}.npy"
+                tmp = folder / f".{final}.{os.getpid()}.tmp"
+                with open(tmp, "wb") as f:
+                    np.save(f, array)
+                os.replace(tmp, folder / final)
+                files[name] = {
+                    "name": final,
+                    "size": (folder / final).stat().st_size,
+                    "sha256": _sha256(folder / final),
+                }
+            index["shards"].append({"id": number, "n": len(keys), "files": files})
+            write_json(folder / "index.json", index)
+
+    # ------------------------------------------------------------------ management
+    def info(self) -> list[dict[str, Any]]:
+        """One summary per cache entry: kind, rows, bytes on disk and the key fields."""
+        out = []
+        if not self.root.exists():
+            return out
+        for folder in sorted(p for p in self.root.iterdir() if (p / "meta.json").exists()):
+            meta = read_json(folder / "meta.json")
+            index = read_json(folder / "index.json")
+            size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
+            out.append(
+                {
+                    "entry": folder.name,
+                    "rows": sum(s["n"] for s in index["shards"]),
+                    "shards": len(index["shards"]),
+                    "bytes": size,
+                    **meta,
+                }
+            )
+        return out
+
+    def clear(self) -> int:
+        """Delete every cache entry under the root; returns how many were removed."""
+        entries = [p for p in self.root.iterdir() if (p / "meta.json").exists()] if self.root.exists() else []
+        for p in entries:
+            shutil.rmtree(p)
+        return len(entries)
+
+
+def encode_token_states(
+    encoder: SentenceEncoder, texts: Sequence[str] | Sequence[Sequence[str]], *, batch_size: int = 64
+) -> list[np.ndarray]:
+    """Per text, the backbone's last hidden states of its real tokens ``[n_tokens, dim]`` (float32)."""
+    from mtst.batching import features_for
+
+    split = bool(texts) and not isinstance(texts[0], str)
+    ids = encoder.tokenizer(
+        [list(t) for t in texts] if split else list(texts),
+        is_split_into_words=split,
+        truncation=True,
+        max_length=encoder.max_length,
+    )["input_ids"]
+    out: list[np.ndarray] = [None] * len(ids)  # type: ignore[list-item]
+    order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
+    pad_id = encoder.tokenizer.pad_token_id or 0
+    with torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            features = {k: v.to(encoder.device) for k, v in features_for([ids[i] for i in idx], pad_id).items()}
+            states = encoder.backbone(**features, return_dict=True).last_hidden_state.float().cpu().numpy()
+            for row, i in enumerate(idx):
+                out[i] = states[row, : len(ids[i])]
+    return out
