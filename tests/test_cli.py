@@ -79,7 +79,7 @@ def test_similarity_needs_two(tiny_model_dir):
 def test_demo_on_tiny_model(tiny_model_dir):
     res = runner.invoke(app, ["demo", "--model", str(tiny_model_dir)])
     assert res.exit_code == 0, res.output
-    assert "shape (6, 32)" in res.output and "most similar first" in res.output
+    assert "shape (8, 32)" in res.output and "most similar first" in res.output
 
 
 def _saved_multitask_model(tiny_encoder, folder):

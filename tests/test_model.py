@@ -184,3 +184,12 @@ def test_losses_through_tasks(model):
     labels[:, 1] = 1
     assert t["entities"].loss(model.heads["entities"], out["entities"], labels) > 0
     assert t["sim"].loss(None, out["sim"], None) >= 0
+
+
+def test_min_entity_score_filters(model):
+    text = "the cat in paris and london"
+    everything = model.predict([text])[0]["entities"]
+    assert everything  # random heads tag something here (seeded)
+    assert model.predict([text], min_entity_score=1.01)[0]["entities"] == []
+    kept = model.predict([text], min_entity_score=0.0)[0]["entities"]
+    assert kept == everything

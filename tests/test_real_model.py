@@ -68,5 +68,43 @@ def test_readme_demo_command_runs():
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "VENV": sys.prefix}
     res = subprocess.run(cmd.split(), cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout + res.stderr
-    assert "shape (6, 384)" in res.stdout
+    assert "shape (8, 384)" in res.stdout
     assert "most similar first" in res.stdout
+    assert "Predictions" in res.stdout and "Dev metrics of these heads" in res.stdout
+
+
+def test_heads_only_save_for_named_backbone(default_encoder, tmp_path):
+    import json
+
+    from mtst.config import TaskConfig
+    from mtst.model import MultiTaskModel
+    from mtst.tasks import build_task
+
+    tasks = [build_task(TaskConfig(name="t", type="classification"), ["a", "b"])]
+    model = MultiTaskModel(default_encoder, tasks)
+    out = model.save(tmp_path / "heads", include_encoder=False, extra={"dev_metrics": {"t": {"accuracy": 0.5}}})
+    assert not (out / "encoder").exists()
+    assert sum(f.stat().st_size for f in out.iterdir()) < 100_000
+    loaded = MultiTaskModel.load(out)
+    assert loaded.predict(["hello there"]) == model.predict(["hello there"])
+    assert loaded.extra["dev_metrics"]["t"]["accuracy"] == 0.5
+    conf = json.loads((out / "mtst_config.json").read_text())
+    conf["encoder"]["fingerprint"] = "0" * 64
+    (out / "mtst_config.json").write_text(json.dumps(conf))
+    with pytest.raises(ValueError, match="trained on a different 'default' backbone"):
+        MultiTaskModel.load(out)
+
+
+def test_shipped_demo_heads_load_and_predict():
+    from mtst.model import MultiTaskModel, demo_heads_path
+
+    if not (demo_heads_path() / "mtst_config.json").exists():
+        pytest.fail("the demo heads are missing from src/mtst/assets/demo_heads (run experiments/train_demo_heads.py)")
+    model = MultiTaskModel.load(demo_heads_path())
+    preds = model.predict(["Marie Curie was born in Warsaw.", "Where is the Eiffel Tower located?"])
+    assert set(preds[0]) == {"topic", "sentiment", "entities"}
+    ents = {(e["text"], e["label"]) for e in preds[0]["entities"]}
+    assert ("Marie Curie", "PER") in ents and ("Warsaw", "LOC") in ents
+    assert preds[1]["topic"]["label"] == "LOC"
+    metrics = model.extra["dev_metrics"]
+    assert metrics["sentiment"]["accuracy"] > 0.75 and metrics["entities"]["entity_f1"] > 0.5

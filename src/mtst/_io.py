@@ -12,6 +12,13 @@ from pathlib import Path
 from typing import Any
 
 
+def _default_mode(kind: str) -> int:
+    """Permissions a plain ``open``/``mkdir`` would give under the current umask (mkstemp uses 0600/0700)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return (0o777 if kind == "dir" else 0o666) & ~umask
+
+
 def read_json(path: str | Path) -> Any:
     """Read a JSON file, naming the file in the error if it is malformed."""
     path = Path(path)
@@ -30,6 +37,7 @@ def write_json(path: str | Path, obj: Any) -> None:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(obj, f, indent=2, ensure_ascii=False)
             f.write("\n")
+        os.chmod(tmp, _default_mode("file"))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -58,6 +66,7 @@ def atomic_folder(path: str | Path, *, overwrite: bool, what: str = "model") -> 
     path = check_writable_folder(path, overwrite=overwrite, what=what)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    os.chmod(tmp, _default_mode("dir"))
     try:
         yield tmp
         if path.exists():

@@ -199,7 +199,7 @@ class EmbeddingCache:
             vectors = encoder.encode(list(texts), batch_size=batch_size, show_progress_bar=show_progress_bar)
             arrays = {"rows": vectors.astype(np_dtype)}
         else:
-            states = encode_token_states(encoder, texts, batch_size=batch_size)
+            states = encode_token_states(encoder, texts, batch_size=batch_size, show_progress_bar=show_progress_bar)
             lengths = np.array([len(s) for s in states], dtype=np.int64)
             arrays = {
                 "rows": np.concatenate(states).astype(np_dtype) if states else np.zeros((0, encoder.dim), np_dtype),
@@ -254,9 +254,15 @@ class EmbeddingCache:
 
 
 def encode_token_states(
-    encoder: SentenceEncoder, texts: Sequence[str] | Sequence[Sequence[str]], *, batch_size: int = 64
+    encoder: SentenceEncoder,
+    texts: Sequence[str] | Sequence[Sequence[str]],
+    *,
+    batch_size: int = 64,
+    show_progress_bar: bool | None = None,
 ) -> list[np.ndarray]:
     """Per text, the backbone's last hidden states of its real tokens ``[n_tokens, dim]`` (float32)."""
+    from tqdm.auto import tqdm
+
     from mtst.batching import features_for
 
     split = bool(texts) and not isinstance(texts[0], str)
@@ -269,8 +275,10 @@ def encode_token_states(
     out: list[np.ndarray] = [None] * len(ids)  # type: ignore[list-item]
     order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
     pad_id = encoder.tokenizer.pad_token_id or 0
+    n_batches = -(-len(order) // batch_size)
+    show = n_batches > 8 if show_progress_bar is None else show_progress_bar
     with torch.inference_mode():
-        for start in range(0, len(order), batch_size):
+        for start in tqdm(range(0, len(order), batch_size), desc="Encoding tokens", disable=not show):
             idx = order[start : start + batch_size]
             features = {k: v.to(encoder.device) for k, v in features_for([ids[i] for i in idx], pad_id).items()}
             states = encoder.backbone(**features, return_dict=True).last_hidden_state.float().cpu().numpy()

@@ -22,11 +22,16 @@ err_console = Console(stderr=True)
 DEMO_SENTENCES = [
     "A man is playing a guitar on stage.",
     "Someone performs music with a guitar.",
-    "The stock market fell sharply on Monday.",
+    "The stock market fell sharply on Monday after Apple warned of weak iPhone sales.",
     "Shares dropped at the start of the week.",
     "Where is the Eiffel Tower located?",
     "Marie Curie was born in Warsaw and worked in Paris.",
+    "I loved this film: the acting was wonderful.",
+    "The plot was dull and the ending made no sense.",
 ]
+
+# Heads on a frozen backbone tag WikiANN-style entities loosely; the demo hides the least confident spans.
+DEMO_MIN_ENTITY_SCORE = 0.4
 
 ModelOpt = Annotated[
     str,
@@ -163,6 +168,7 @@ def predict(
     task: Annotated[list[str] | None, typer.Option("--task", "-t", help="Only these tasks (repeatable).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line instead of a table.")] = False,
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
+    min_entity_score: Annotated[float, typer.Option(help="Hide entities scored below this.")] = 0.0,
 ) -> None:
     """Predict every task of a multi-task model for each text, from one backbone pass."""
     import json
@@ -172,7 +178,7 @@ def predict(
     items = _collect_texts(texts, input_file)
     try:
         mt = MultiTaskModel.load(model)
-        preds = mt.predict(items, tasks=task, batch_size=batch_size)
+        preds = mt.predict(items, tasks=task, batch_size=batch_size, min_entity_score=min_entity_score)
     except (OSError, ValueError) as e:
         _fail(str(e))
     if as_json:
@@ -356,9 +362,10 @@ def demo(
     import time
 
     start = time.perf_counter()
-    encoder = _load_encoder(model)
+    multitask = _load_demo_heads() if model == "default" else None
+    encoder = multitask.encoder if multitask is not None else _load_encoder(model)
     console.print(
-        f"[bold]mtst demo[/] — backbone: {encoder.source} ({encoder.backbone.config.model_type}, "
+        f"[bold]mtst demo[/] — backbone: {model} ({encoder.backbone.config.model_type}, "
         f"{sum(p.numel() for p in encoder.parameters()) / 1e6:.1f}M parameters), pooling={encoder.pooling}, "
         f"normalize={encoder.normalize}, max_length={encoder.max_length}"
     )
@@ -370,7 +377,27 @@ def demo(
         from mtst.plotting import plot_similarity_heatmap
 
         console.print(f"Heatmap saved to {plot_similarity_heatmap(DEMO_SENTENCES, sim, plot)}")
+    if multitask is not None:
+        preds = multitask.predict(DEMO_SENTENCES, min_entity_score=DEMO_MIN_ENTITY_SCORE)
+        _print_predictions(DEMO_SENTENCES, preds)
+        metrics = multitask.extra.get("dev_metrics")
+        if metrics:
+            _print_metrics(metrics, title="Dev metrics of these heads (frozen backbone)")
+        console.print(
+            f"[dim]{multitask.extra.get('note', '')} Entities scored below {DEMO_MIN_ENTITY_SCORE} are hidden.[/]"
+        )
     console.print(f"Done in {time.perf_counter() - start:.1f}s.")
+
+
+def _load_demo_heads():
+    """The topic / sentiment / entity heads shipped with mtst for the default backbone, or None if absent."""
+    from mtst.model import MultiTaskModel, demo_heads_path
+
+    path = demo_heads_path()
+    if not (path / "mtst_config.json").exists():
+        err_console.print("[yellow]No demo heads in this install; showing embeddings only.[/]")
+        return None
+    return MultiTaskModel.load(path)
 
 
 def main() -> None:  # pragma: no cover

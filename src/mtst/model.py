@@ -37,6 +37,7 @@ class MultiTaskModel(nn.Module):
         heads = {t.name: t.build_head(encoder.dim) for t in tasks}
         self.heads = nn.ModuleDict({name: h for name, h in heads.items() if h is not None})
         self.heads.to(encoder.device)
+        self.extra: dict[str, Any] = {}  # free-form notes saved with the model (e.g. the metrics its heads reached)
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -94,6 +95,7 @@ class MultiTaskModel(nn.Module):
         tasks: Sequence[str] | None = None,
         batch_size: int = 32,
         word_tags: bool = False,
+        min_entity_score: float = 0.0,
     ) -> list[dict[str, Any]]:
         """One dict per text with every task's prediction, from one backbone pass per batch.
 
@@ -101,6 +103,7 @@ class MultiTaskModel(nn.Module):
         ``{"text", "label", "start", "end", "score"}`` entities with character offsets into the text (and,
         with ``word_tags=True``, ``"<task>_words"``: ``[{"text", "tag", "start", "end", "score"}]``).
         Similarity tasks have no head and are skipped. Words past ``max_length`` tokens get no tag.
+        Entities whose score (mean tag probability) is below ``min_entity_score`` are left out.
         """
         items = [texts] if isinstance(texts, str) else list(texts)
         for i, t in enumerate(items):
@@ -125,11 +128,15 @@ class MultiTaskModel(nn.Module):
                 features = encoder._pad([ids[i] for i in idx])
                 outputs = self.forward(features, names)
                 for name in names:
-                    self._decode_into(name, outputs[name], idx, items, word_ids, offsets, results, word_tags)
+                    self._decode_into(
+                        name, outputs[name], idx, items, word_ids, offsets, results, word_tags, min_entity_score
+                    )
         self.train(was_training)
         return results
 
-    def _decode_into(self, name, output, idx, texts, word_ids, offsets, results, word_tags) -> None:
+    def _decode_into(
+        self, name, output, idx, texts, word_ids, offsets, results, word_tags, min_entity_score=0.0
+    ) -> None:
         task = self.tasks[name]
         if task.level == "sentence":
             for i, pred in zip(idx, task.decode(output), strict=True):
@@ -138,7 +145,8 @@ class MultiTaskModel(nn.Module):
         first = _first_subword_mask([word_ids[i] for i in idx], output.shape[1]).to(output.device)
         for i, tagged in zip(idx, task.decode(self.heads[name], output, first), strict=True):
             words = _word_offsets(word_ids[i], offsets[i])
-            results[i][name] = entities_from_words(texts[i], words, tagged)
+            entities = entities_from_words(texts[i], words, tagged)
+            results[i][name] = [e for e in entities if e["score"] >= min_entity_score]
             if word_tags:
                 results[i][f"{name}_words"] = [
                     {"text": texts[i][s:e], "tag": tag, "start": s, "end": e, "score": round(p, 4)}
@@ -146,22 +154,41 @@ class MultiTaskModel(nn.Module):
                 ]
 
     # ------------------------------------------------------------------ save / load
-    def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
+    def save(
+        self, path: str | Path, *, overwrite: bool = False, include_encoder: bool = True, extra: dict | None = None
+    ) -> Path:
         """Write ``encoder/`` (a sentence-transformers folder), ``heads.safetensors`` and ``mtst_config.json``.
 
         An existing mtst model folder is replaced; any other non-empty folder only with ``overwrite=True``.
+        ``include_encoder=False`` writes the heads only (a few MB) for a backbone that ``load`` can find by its
+        name (e.g. ``"default"``); its weight fingerprint is recorded and checked on load. ``extra`` is stored
+        as-is in the config (e.g. the metrics the heads reached).
         """
         from safetensors.torch import save_file
 
         path = Path(path)
         is_model = (path / MODEL_CONFIG_FILE).exists()
         check_writable_folder(path, overwrite=overwrite or is_model, what="mtst model")
+        config = self.get_config()
+        if not include_encoder:
+            from mtst.cache import backbone_fingerprint
+
+            source = getattr(self.encoder, "source", None)
+            if source is None or Path(str(source)).exists():
+                raise ValueError(
+                    "include_encoder=False needs an encoder loaded by name (e.g. 'default'), so load() can find it; "
+                    f"this one came from {source!r}."
+                )
+            config["encoder"].update({"source": str(source), "fingerprint": backbone_fingerprint(self.encoder)})
+        if extra:
+            config["extra"] = extra
         with atomic_folder(path, overwrite=True, what="mtst model") as tmp:
-            (tmp / ENCODER_DIR).mkdir()
-            self.encoder.save_to(tmp / ENCODER_DIR)
+            if include_encoder:
+                (tmp / ENCODER_DIR).mkdir()
+                self.encoder.save_to(tmp / ENCODER_DIR)
             state = {k: v.detach().cpu().contiguous() for k, v in self.heads.state_dict().items()}
             save_file(state, str(tmp / HEADS_FILE), metadata={"format": FORMAT})
-            write_json(tmp / MODEL_CONFIG_FILE, self.get_config())
+            write_json(tmp / MODEL_CONFIG_FILE, config)
         return path
 
     def get_config(self) -> dict[str, Any]:
@@ -196,18 +223,27 @@ class MultiTaskModel(nn.Module):
             raise ValueError(f"{conf_file}: format is {conf.get('format')!r}, expected {FORMAT!r}.")
         if int(conf.get("format_version", 0)) > FORMAT_VERSION:
             raise ValueError(f"{conf_file}: format_version {conf['format_version']} is newer than this mtst reads.")
-        for needed in (path / ENCODER_DIR, path / HEADS_FILE):
+        e = conf["encoder"]
+        for needed in ([] if "source" in e else [path / ENCODER_DIR]) + [path / HEADS_FILE]:
             if not needed.exists():
                 raise FileNotFoundError(f"{needed} is missing: the model folder {path} is incomplete.")
-        e = conf["encoder"]
         encoder = SentenceEncoder.from_pretrained(
-            path / ENCODER_DIR,
+            e["source"] if "source" in e else path / ENCODER_DIR,
             pooling=e["pooling"],
             normalize=e["normalize"],
             max_length=e["max_length"],
             device=device,
         )
+        if "fingerprint" in e:
+            from mtst.cache import backbone_fingerprint
+
+            if backbone_fingerprint(encoder) != e["fingerprint"]:
+                raise ValueError(
+                    f"{conf_file}: these heads were trained on a different {e['source']!r} backbone "
+                    "(weight fingerprint mismatch); retrain them or load the backbone they were made with."
+                )
         model = cls(encoder, [task_from_dict(t) for t in conf["tasks"]])
+        model.extra = conf.get("extra", {})
         state = load_file(str(path / HEADS_FILE))
         expected = model.heads.state_dict()
         missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
@@ -223,6 +259,11 @@ class MultiTaskModel(nn.Module):
             )
         model.heads.load_state_dict(state)
         return model.to(encoder.device).eval()
+
+
+def demo_heads_path() -> Path:
+    """Folder of the heads shipped for ``mtst demo`` (topic, sentiment, entities on the default backbone)."""
+    return Path(__file__).resolve().parent / "assets" / "demo_heads"
 
 
 def infer_labels(task: TaskConfig) -> LabelSet | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -76,7 +77,8 @@ class ClassificationTask(Task):
         """Logits ``[batch, n_labels]`` to ``{"label", "score"}`` per row (score: the label's probability)."""
         probs = output.float().softmax(dim=-1)
         score, idx = probs.max(dim=-1)
-        return [{"label": self.labels.name(int(i)), "score": float(s)} for i, s in zip(idx, score, strict=True)]
+        # .tolist() once: iterating a tensor makes a 0-d tensor per element, slow for a large batch.
+        return [{"label": self.labels.name(i), "score": s} for i, s in zip(idx.tolist(), score.tolist(), strict=True)]
 
     def evaluate(self, preds: Sequence[str], golds: Sequence[str]) -> dict[str, float]:
         return metrics.classification_metrics(preds, golds, self.labels.names)
@@ -128,18 +130,63 @@ class TokenClassificationTask(Task):
         word_scores, _, word_mask = losses.gather_words(output.float(), first_subword)  # [batch, words, n_tags]
         probs = word_scores.softmax(dim=-1)
         if getattr(head, "crf", None) is not None and word_mask.any():
-            rows = word_mask.any(dim=1)
-            paths = iter(head.crf.decode(word_scores[rows], mask=word_mask[rows]))
-            tag_ids = [next(paths) if r else [] for r in rows.tolist()]
+            tag_ids = _viterbi_paths(head.crf, word_scores, word_mask)
         else:
             best = probs.argmax(dim=-1)
             tag_ids = [best[i, : int(n)].tolist() for i, n in enumerate(word_mask.sum(dim=1))]
-        return [
-            [(self.labels.name(t), float(probs[i, w, t])) for w, t in enumerate(ids)] for i, ids in enumerate(tag_ids)
-        ]
+        # Python-level lookups on a numpy copy: indexing the tensor makes a 0-d tensor per word.
+        probs_np = probs.cpu().numpy()  # [batch, words, n_tags]
+        name = self.labels.name
+        out = []
+        for i, ids in enumerate(tag_ids):
+            tag_probs = probs_np[i, np.arange(len(ids)), ids].tolist() if ids else []
+            out.append([(name(t), p) for t, p in zip(ids, tag_probs, strict=True)])
+        return out
 
     def evaluate(self, preds: Sequence[Sequence[str]], golds: Sequence[Sequence[str]]) -> dict[str, float]:
         return metrics.entity_metrics(preds, golds)
+
+
+def _viterbi_paths(crf: nn.Module, emissions: torch.Tensor, mask: torch.Tensor) -> list[list[int]]:
+    """``torchcrf.CRF.decode(emissions, mask=mask)`` (``batch_first``) in numpy, one path per row ([] for no words).
+
+    The same float arithmetic in the same order and the same ties (the first maximum), so the same paths; but
+    numpy on these tiny ``[batch, n_tags, n_tags]`` arrays, not several torch ops per word position, each of
+    which can wait on the intra-op thread pool (slow on a busy machine). Rows without words are skipped.
+    """
+    dtype = torch.promote_types(crf.transitions.dtype, emissions.dtype)
+    start, trans, end = (
+        p.detach().to(dtype).cpu().numpy() for p in (crf.start_transitions, crf.transitions, crf.end_transitions)
+    )
+    em = emissions.detach().to(dtype).cpu().numpy()  # [batch, seq, n_tags]
+    mk = mask.detach().cpu().numpy().astype(bool)  # [batch, seq]
+    rows = mk.any(axis=1)
+    paths: list[list[int]] = [[] for _ in range(len(mk))]
+    if not rows.any():
+        return paths
+    sel = np.flatnonzero(rows)
+    em, mk = em[sel], mk[sel]
+    if not mk[:, 0].all():
+        raise ValueError("mask of the first timestep must all be on")  # as torchcrf.CRF.decode
+    score = start + em[:, 0]  # [rows, n_tags]
+    history = []
+    for i in range(1, em.shape[1]):
+        next_score = score[:, :, None] + trans + em[:, i][:, None, :]  # [rows, n_tags (from), n_tags (to)]
+        indices = next_score.argmax(axis=1)  # [rows, n_tags]
+        next_score = np.take_along_axis(next_score, indices[:, None, :], axis=1)[:, 0]
+        score = np.where(mk[:, i][:, None], next_score, score)
+        history.append(indices)
+    score = score + end
+    seq_ends = mk.sum(axis=1) - 1
+    # [rows, seq - 1, n_tags] as nested lists: the backtracking below is plain Python indexing
+    hist = np.stack(history, axis=1).tolist() if history else [[] for _ in sel]
+    for r, row in enumerate(sel.tolist()):
+        best = [int(score[r].argmax())]
+        for step in reversed(hist[r][: seq_ends[r]]):
+            best.append(step[best[-1]])
+        best.reverse()
+        paths[row] = best
+    return paths
 
 
 class SimilarityTask(Task):
