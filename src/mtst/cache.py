@@ -263,7 +263,7 @@ def encode_token_states(
     """Per text, the backbone's last hidden states of its real tokens ``[n_tokens, dim]`` (float32)."""
     from tqdm.auto import tqdm
 
-    from mtst.batching import features_for
+    from mtst.padding import features_for
 
     split = bool(texts) and not isinstance(texts[0], str)
     ids = encoder.tokenizer(

@@ -284,19 +284,11 @@ class SentenceEncoder(nn.Module):
         return ids
 
     def _pad(self, rows: list[list[int]]) -> dict[str, torch.Tensor]:
-        """Right-pad token-id rows into input_ids / attention_mask tensors."""
-        width = max(len(r) for r in rows)
+        """Right-pad token-id rows into input_ids / attention_mask tensors on the encoder's device."""
+        from mtst.padding import features_for
+
         pad_id = self.tokenizer.pad_token_id or 0
-        input_ids = np.full((len(rows), width), pad_id, dtype=np.int64)  # [batch, seq]
-        attention_mask = np.zeros((len(rows), width), dtype=np.int64)  # [batch, seq]
-        for i, r in enumerate(rows):
-            input_ids[i, : len(r)] = r
-            attention_mask[i, : len(r)] = 1
-        device = self.device
-        return {
-            "input_ids": torch.from_numpy(input_ids).to(device),
-            "attention_mask": torch.from_numpy(attention_mask).to(device),
-        }
+        return {k: v.to(self.device) for k, v in features_for(rows, pad_id).items()}
 
     def encode(
         self,

@@ -18,11 +18,12 @@ import numpy as np
 import torch
 
 from mtst.alignment import IGNORE_INDEX
-from mtst.batching import EncodedData, LengthGroupedBatches, pad_ids
+from mtst.batching import EncodedData, LengthGroupedBatches
 from mtst.cache import EmbeddingCache
 from mtst.config import TrainConfig
 from mtst.data import SentenceExample, TokenExample
 from mtst.model import MultiTaskModel
+from mtst.padding import pad_ids
 
 
 @dataclass
