@@ -81,3 +81,12 @@ def test_roundtrip_yaml(tmp_path):
     cfg = load_config(f)
     save_config(cfg, tmp_path / "again.yaml")
     assert load_config(tmp_path / "again.yaml") == cfg
+
+
+def test_exponent_without_dot_is_a_number(tmp_path):
+    f = tmp_path / "t.yaml"
+    f.write_text("train: {lr: 3e-5}\ntasks: []\n")
+    cfg = load_config(f, ["train.head_lr=1e-3"])
+    assert cfg.train.lr == 3e-5 and cfg.train.head_lr == 1e-3
+    with pytest.raises(ValueError, match="train.lr must be a number, got 'fast'"):
+        load_config(f, ["train.lr=fast"])

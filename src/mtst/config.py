@@ -38,11 +38,19 @@ def _unknown_key_error(where: str, key: str, valid: Sequence[str]) -> ValueError
 def _from_mapping(cls: type, data: Mapping[str, Any], where: str) -> Any:
     if not isinstance(data, Mapping):
         raise TypeError(f"{where} must be a mapping (key: value), got {type(data).__name__}.")
-    names = [f.name for f in dataclasses.fields(cls)]
+    fields = {f.name: f for f in dataclasses.fields(cls)}
     for key in data:
-        if key not in names:
-            raise _unknown_key_error(where, str(key), names)
-    return cls(**data)
+        if key not in fields:
+            raise _unknown_key_error(where, str(key), list(fields))
+    values = dict(data)
+    for key, value in values.items():
+        # YAML 1.1 (PyYAML) reads "3e-5" (no dot) as a string; numbers are what such fields mean.
+        if isinstance(value, str) and "float" in str(fields[key].type):
+            try:
+                values[key] = float(value)
+            except ValueError:
+                raise ValueError(f"{where}.{key} must be a number, got {value!r}.") from None
+    return cls(**values)
 
 
 @dataclass(frozen=True)
