@@ -90,3 +90,10 @@ def test_exponent_without_dot_is_a_number(tmp_path):
     assert cfg.train.lr == 3e-5 and cfg.train.head_lr == 1e-3
     with pytest.raises(ValueError, match="train.lr must be a number, got 'fast'"):
         load_config(f, ["train.lr=fast"])
+
+
+def test_frozen_heads_must_name_tasks_with_heads():
+    tasks = [{"name": "t", "type": "classification"}, {"name": "s", "type": "similarity"}]
+    assert MTSTConfig.from_dict({"tasks": tasks, "train": {"frozen_heads": ["t"]}}).train.frozen_heads == ("t",)
+    with pytest.raises(ValueError, match="frozen_heads names 's', which is not a task with a head: t"):
+        MTSTConfig.from_dict({"tasks": tasks, "train": {"frozen_heads": ["s"]}})

@@ -195,7 +195,7 @@ def test_frozen_backbone_does_not_move(tiny_model_dir, toy):
 def test_uncertainty_weighting_learns_log_vars(tiny_model_dir, toy):
     trainer = Trainer(make_config(tiny_model_dir, toy, tasks=("topic", "ner"), loss_weighting="uncertainty"))
     list(trainer.steps())
-    assert any(float(p) != 0.0 for p in trainer.loss_weights.log_vars.values())
+    assert any(float(p.detach()) != 0.0 for p in trainer.loss_weights.log_vars.values())
 
 
 def test_everything_frozen_is_an_error(tiny_model_dir, toy):
@@ -225,3 +225,11 @@ def test_frozen_backbone_trains_heads_from_cache(tiny_model_dir, toy, tmp_path):
 def test_frozen_backbone_rejects_headless_task(tiny_model_dir, toy, tmp_path):
     with pytest.raises(ValueError, match="has no head: with train.freeze: backbone"):
         Trainer(make_config(tiny_model_dir, toy, tasks=("sim",), freeze="backbone", cache_dir=str(tmp_path)))
+
+
+def test_two_trainers_with_different_precision_in_one_process(tiny_model_dir, toy):
+    first = Trainer(make_config(tiny_model_dir, toy, tasks=("topic",), precision="bf16", max_steps=1))
+    list(first.steps())
+    second = Trainer(make_config(tiny_model_dir, toy, tasks=("topic",), precision="fp32", grad_accum=2, max_steps=1))
+    assert second.accelerator.mixed_precision == "no" and second.accelerator.gradient_accumulation_steps == 2
+    list(second.steps())

@@ -234,9 +234,12 @@ class MTSTConfig:
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"Task names must be unique; repeated: {', '.join(dupes)}.")
+        with_heads = [t.name for t in self.tasks if t.type != "similarity"]  # similarity tasks have no head
         for head in self.train.frozen_heads:
-            if head not in names:
-                raise ValueError(f"train.frozen_heads names {head!r}, which is not a task: {', '.join(names)}.")
+            if head not in with_heads:
+                raise ValueError(
+                    f"train.frozen_heads names {head!r}, which is not a task with a head: {', '.join(with_heads)}."
+                )
         if self.train.metric_for_best is not None:
             task, _, metric = self.train.metric_for_best.partition(".")
             if task not in names or not metric:

@@ -120,10 +120,16 @@ class Trainer:
 
     def __init__(self, config: MTSTConfig, *, device: str | None = None) -> None:
         from accelerate import Accelerator
+        from accelerate.state import AcceleratorState, GradientState
         from accelerate.utils import DistributedDataParallelKwargs, set_seed
 
         t: TrainConfig = config.train
         self.config, self.tc = config, t
+        # Accelerate keeps mixed precision and accumulation in process-wide singletons; a second Trainer in the
+        # same process (a notebook, a test suite) with other settings would be refused. The process group
+        # (PartialState) is kept, so this is safe under `accelerate launch` too.
+        AcceleratorState._reset_state(reset_partial_state=False)
+        GradientState._reset_state()
         self.accelerator = Accelerator(
             gradient_accumulation_steps=t.grad_accum,
             mixed_precision="bf16" if t.precision == "bf16" else "no",
