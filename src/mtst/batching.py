@@ -88,13 +88,14 @@ class LengthGroupedBatches:
         self.chunk = batch_size * chunk_batches
         self.epoch = 0
         self.position = 0
-        self._batches = self._plan(0)
+        self._batches = self.plan(0)
 
     @property
     def batches_per_epoch(self) -> int:
         return -(-len(self.lengths) // self.batch_size)
 
-    def _plan(self, epoch: int) -> list[np.ndarray]:
+    def plan(self, epoch: int) -> list[np.ndarray]:
+        """The batches of one epoch, in order (without shuffling: longest first)."""
         if not self.shuffle:
             order = np.argsort(-self.lengths, kind="stable")
             return [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
@@ -111,7 +112,7 @@ class LengthGroupedBatches:
         if self.position >= len(self._batches):
             self.epoch += 1
             self.position = 0
-            self._batches = self._plan(self.epoch)
+            self._batches = self.plan(self.epoch)
         batch = self._batches[self.position]
         self.position += 1
         return batch
@@ -124,7 +125,7 @@ class LengthGroupedBatches:
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         self.epoch, self.position = int(state["epoch"]), int(state["position"])
-        self._batches = self._plan(self.epoch)
+        self._batches = self.plan(self.epoch)
 
 
 def collate(task: Task, data: EncodedData, index: Sequence[int], pad_id: int) -> tuple[dict[str, torch.Tensor], Any]:

@@ -23,7 +23,7 @@ MAIN_METRIC = {
 
 
 def _batches(data: EncodedData, batch_size: int):
-    return LengthGroupedBatches(data.lengths(), batch_size, seed=0, shuffle=False)._plan(0)
+    return LengthGroupedBatches(data.lengths(), batch_size, seed=0, shuffle=False).plan(0)
 
 
 def evaluate_task(

@@ -268,17 +268,16 @@ def demo_heads_path() -> Path:
 
 def infer_labels(task: TaskConfig) -> LabelSet | None:
     """Label set read from the task's train file (sorted classes; BIO tags with ``O`` first)."""
-    from mtst.data import load_sentence_examples, load_token_examples
+    from mtst.taskdata import load_split
 
     if task.type not in ("classification", "token_classification"):
         return None
     if task.train is None:
         raise ValueError(f"task {task.name!r} needs its label set: give 'labels:' in the config or a 'train:' file.")
+    examples = load_split(task, task.train, "train")  # the same reader and columns that training uses
     if task.type == "token_classification":
-        examples = load_token_examples(task.train, tokens_column=task.tokens_column, tags_column=task.label_column)
         return LabelSet.infer_bio(ex.tags for ex in examples)
-    rows = load_sentence_examples(task.train, text_column=task.text_column, label_column=task.label_column)
-    return LabelSet.infer(str(ex.label) for ex in rows)
+    return LabelSet.infer(str(ex.label) for ex in examples)
 
 
 def _first_subword_mask(word_ids: Sequence[Sequence[int | None]], width: int) -> torch.Tensor:
