@@ -192,6 +192,8 @@ def test_load_sentence_examples_errors(tmp_path):
 def test_load_sentence_examples_unlabeled_and_csv(tmp_path):
     path = write(tmp_path / "u.tsv", "text\nhello\nworld\n")
     assert [ex.label for ex in load_sentence_examples(path, require_labels=False)] == [None, None]
+    # no label column asked for: no label needed, even with the default require_labels=True
+    assert [ex.label for ex in load_sentence_examples(path, label_column=None)] == [None, None]
     path = write(tmp_path / "c.csv", 'text,label\n"a, b", positive \n')
     assert load_sentence_examples(path)[0] == SentenceExample("a, b", "positive", None, f"{path}:2")
 

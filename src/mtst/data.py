@@ -362,7 +362,7 @@ def load_sentence_examples(
         pair = _text(row.get(pair_column), pair_column, source) if pair_column else None
         value = row.get(label_column) if want_label else None
         if value is None or (isinstance(value, str) and not value.strip() and not require_labels):
-            if require_labels:
+            if require_labels and want_label:
                 raise ValueError(f"{source}: missing label in column {label_column!r}.")
             label = None
         else:

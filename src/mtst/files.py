@@ -64,7 +64,8 @@ def encode_file(
 ) -> tuple[int, int]:
     """Encode a one-text-per-line file into an ``.npy`` file, ``chunk_size`` texts at a time.
 
-    Memory stays bounded by the chunk, not the file. Returns the array's shape.
+    Memory stays bounded by the chunk, not the file: each chunk is appended to the file with plain writes (a
+    memory map of the output would keep every written page resident). Returns the array's shape.
     """
     from tqdm.auto import tqdm
 
@@ -75,24 +76,33 @@ def encode_file(
     if n == 0:
         raise ValueError(f"{input_path} is empty: expected one text per line.")
     tmp = output_path.with_name(f".{output_path.name}.tmp.npy")
-    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, encoder.dim))
+    header = {
+        "descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)),
+        "fortran_order": False,
+        "shape": (n, encoder.dim),
+    }
+
+    def write(f, texts: list[str]) -> int:
+        emb = encoder.encode(texts, batch_size=batch_size, normalize=normalize)
+        f.write(np.ascontiguousarray(emb, dtype=np.float32).tobytes())
+        return len(texts)
+
     try:
         done = 0
         chunk: list[str] = []
-        with tqdm(total=n, desc="Encoding", unit="text", disable=not show_progress_bar) as bar:
+        with open(tmp, "wb") as f, tqdm(total=n, desc="Encoding", unit="text", disable=not show_progress_bar) as bar:
+            np.lib.format.write_array_header_1_0(f, header)
             for text in _checked_lines(input_path):
                 chunk.append(text)
                 if len(chunk) == chunk_size:
-                    out[done : done + len(chunk)] = encoder.encode(chunk, batch_size=batch_size, normalize=normalize)
-                    done += len(chunk)
+                    done += write(f, chunk)
                     bar.update(len(chunk))
                     chunk = []
             if chunk:
-                out[done : done + len(chunk)] = encoder.encode(chunk, batch_size=batch_size, normalize=normalize)
-                done += len(chunk)
+                done += write(f, chunk)
                 bar.update(len(chunk))
-        out.flush()
-        del out
+        if done != n:
+            raise ValueError(f"{input_path} changed while it was read: {n} lines counted, {done} encoded.")
         tmp.replace(output_path)
     except BaseException:
         tmp.unlink(missing_ok=True)
