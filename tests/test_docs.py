@@ -2,6 +2,7 @@
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -32,8 +33,9 @@ def guide_env():
 def _run_bash(script: str, env: dict) -> None:
     # `.venv/bin/mtst` in the docs means "the mtst of this environment"
     script = script.replace(".venv/bin/", str(Path(sys.executable).parent) + "/")
-    res = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=ROOT, env=env, capture_output=True,
-                         text=True, timeout=900)
+    res = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
+    )
     assert res.returncode == 0, f"{script}\n--- stdout\n{res.stdout[-3000:]}\n--- stderr\n{res.stderr[-3000:]}"
 
 
@@ -63,3 +65,42 @@ def test_readme_cli_block_runs(guide_env, tmp_path):
     script = "\n".join(b for b in blocks(ROOT / "README.md", "bash") if not b.lstrip().startswith("make "))
     assert "mtst" in script
     _run_bash(script, guide_env)
+
+
+def _doc_commands(path: Path) -> list[list[str]]:
+    """Each command line of a doc's bash blocks, as words, without leading VAR=value assignments."""
+    commands = []
+    for block in blocks(path, "bash"):
+        for line in block.replace("\\\n", " ").splitlines():
+            words = shlex.split(line, comments=True)
+            while words and re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", words[0]):
+                words.pop(0)
+            if words:
+                commands.append(words)
+    return commands
+
+
+@pytest.mark.parametrize("doc", ["docs/benchmarks.md", "docs/discussion.md"])
+def test_long_running_doc_commands_are_valid(doc):
+    """Benchmark and experiment commands take minutes to an hour each, so they are checked, not run: every
+    script exists and accepts its arguments (argparse, with --help appended), and every task file loads with
+    its --set overrides."""
+    from mtst.config import load_config
+
+    commands = _doc_commands(ROOT / doc)
+    assert len(commands) >= 5
+    for words in commands:
+        prog = Path(words[0]).name
+        if prog == "python":
+            assert (ROOT / words[1]).is_file(), f"{doc}: {words[1]} does not exist"
+            res = subprocess.run(
+                [sys.executable, words[1], *words[2:], "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120
+            )
+            assert res.returncode == 0, f"{doc}: {' '.join(words)}\n{res.stderr[-2000:]}"
+        elif prog == "mtst":
+            assert words[1] in ("train", "evaluate", "encode", "cache", "demo"), f"{doc}: {' '.join(words)}"
+            overrides = [words[i + 1] for i, w in enumerate(words[:-1]) if w == "--set"]
+            for config in (w for w in words[2:] if w.endswith((".yaml", ".yml"))):
+                load_config(ROOT / config, overrides)
+        else:
+            pytest.fail(f"{doc}: unexpected command {' '.join(words)}")
