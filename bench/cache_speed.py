@@ -124,6 +124,13 @@ def quality(args) -> dict:
                 gold_tags.append(g + ["O"] * (n - len(g)))
             theirs = task.evaluate(pred_tags, gold_tags)
             key = "entity_f1"
+            # is a low score under- or over-fitting? word-level accuracy on train vs eval, and iterations used
+            xe = np.concatenate([s[np.array(t) != -100] for s, t in zip(ev.inputs, ev.encoded.targets, strict=True)])
+            ye = np.concatenate([np.array(t)[np.array(t) != -100] for t in ev.encoded.targets])
+            theirs["lr_iterations"] = int(lr.n_iter_.max())
+            theirs["lr_word_accuracy_train"] = float((lr.predict(xs) == ys).mean())
+            theirs["lr_word_accuracy_eval"] = float((lr.predict(xe) == ye).mean())
+            print(f"  LogisticRegression on entities: {theirs}")
         else:
             lr = LogisticRegression(max_iter=1000).fit(train.inputs, np.array(train.encoded.targets))
             preds = lr.predict(ev.inputs)
