@@ -193,3 +193,41 @@ def test_min_entity_score_filters(model):
     assert model.predict([text], min_entity_score=1.01)[0]["entities"] == []
     kept = model.predict([text], min_entity_score=0.0)[0]["entities"]
     assert kept == everything
+
+
+def test_init_from_starts_heads_from_a_saved_model(model, tiny_model_dir, tmp_path):
+    """``init_from`` copies a saved head (and its labels) into a new model; mismatches are refused by name."""
+    from mtst.config import MTSTConfig
+
+    saved = model.save(tmp_path / "saved")
+    base = {"model": {"backbone": str(tiny_model_dir), "max_length": 32}}
+
+    def build(*tasks):
+        return MultiTaskModel.from_config(MTSTConfig.from_dict({**base, "tasks": list(tasks)}, base_dir=tmp_path))
+
+    new = build(
+        {"name": "topic", "type": "classification", "head": "mlp", "hidden_size": 16, "init_from": "saved"},
+        {"name": "entities", "type": "token_classification", "init_from": str(saved)},
+        {"name": "other", "type": "classification", "labels": ["x", "y"]},
+    )
+    assert new.tasks["topic"].labels.names == ["a", "b", "c"]
+    assert new.tasks["entities"].labels.names == NER_TAGS
+    for name in ("topic", "entities"):
+        for key, value in model.heads[name].state_dict().items():
+            assert torch.equal(new.heads[name].state_dict()[key], value), (name, key)
+    fresh = build({"name": "topic", "type": "classification", "head": "mlp", "hidden_size": 16, "labels": list("abc")})
+    key = next(iter(model.heads["topic"].state_dict()))
+    assert not torch.equal(fresh.heads["topic"].state_dict()[key], model.heads["topic"].state_dict()[key])
+
+    with pytest.raises(ValueError, match="no task 'missing'.*topic"):
+        build({"name": "missing", "type": "classification", "init_from": "saved"})
+    with pytest.raises(ValueError, match="regression task, this one is classification"):
+        build({"name": "sentiment", "type": "classification", "labels": ["p", "n"], "init_from": "saved"})
+    with pytest.raises(ValueError, match="labels .* differ"):
+        build({"name": "topic", "type": "classification", "labels": ["c", "b", "a"], "init_from": "saved"})
+    with pytest.raises(ValueError, match="does not fit"):
+        build({"name": "topic", "type": "classification", "init_from": "saved"})  # linear head vs saved MLP
+    with pytest.raises(FileNotFoundError, match="mtst_config.json is missing"):
+        build({"name": "topic", "type": "classification", "init_from": str(tiny_model_dir)})
+    with pytest.raises(ValueError, match="similarity task has no head"):
+        build({"name": "sim", "type": "similarity", "init_from": "saved"})

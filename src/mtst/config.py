@@ -98,6 +98,7 @@ class TaskConfig:
     batch_size: int | None = None  # this task's batch size; None: train.batch_size
     max_train_examples: int | None = None  # subsample the train file (seeded) to at most this many examples
     dev_fraction: float | None = None  # with no dev file: hold out this share of train (seeded) as the dev set
+    init_from: str | None = None  # an mtst model folder: start this head (and its labels) from its task of this name
 
     def __post_init__(self) -> None:
         where = f"task {self.name!r}"
@@ -118,6 +119,8 @@ class TaskConfig:
             raise ValueError(
                 f"{where}: loss {self.loss!r} is not valid for type {self.type}; use one of {', '.join(valid_losses)}."
             )
+        if self.init_from is not None and self.type == "similarity":
+            raise ValueError(f"{where}: init_from starts a head from a saved model, and a similarity task has no head.")
         if self.crf and self.type != "token_classification":
             raise ValueError(f"{where}: crf: true applies only to type token_classification, not {self.type}.")
         if not 0.0 <= self.dropout < 1.0:
@@ -267,7 +270,7 @@ class MTSTConfig:
                 for required in ("name", "type"):
                     if required not in raw:
                         raise ValueError(f"{where}: missing required key {required!r}.")
-                raw = {k: _resolve_path(v, base_dir) if k in ("train", "dev", "test") else v for k, v in raw.items()}
+                raw = {k: _resolve_path(v, base_dir) if k in _PATH_KEYS else v for k, v in raw.items()}
             tasks.append(_from_mapping(TaskConfig, raw, where))
         return cls(model=model, tasks=tuple(tasks), train=train)
 
@@ -288,6 +291,9 @@ def _plain(obj: Any) -> Any:
     if isinstance(obj, list | tuple):
         return [_plain(v) for v in obj]
     return obj
+
+
+_PATH_KEYS = ("train", "dev", "test", "init_from")  # task keys holding paths, relative to the task file
 
 
 def _resolve_path(value: Any, base_dir: str | Path | None) -> Any:

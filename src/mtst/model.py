@@ -54,8 +54,22 @@ class MultiTaskModel(nn.Module):
             m.backbone, pooling=m.pooling, normalize=m.normalize, max_length=m.max_length, device=device
         )
         labels = dict(labels or {})
-        tasks = [build_task(t, t.labels or labels.get(t.name) or infer_labels(t)) for t in config.tasks]
-        return cls(encoder, tasks)
+        starts = {t.name: read_saved_head(t.init_from, t) for t in config.tasks if t.init_from}
+        tasks = [
+            build_task(t, starts[t.name][0] if t.name in starts else t.labels or labels.get(t.name) or infer_labels(t))
+            for t in config.tasks
+        ]
+        model = cls(encoder, tasks)
+        for name, (_, state) in starts.items():
+            head, source = model.heads[name], config.task(name).init_from
+            expected = head.state_dict()
+            if set(state) != set(expected) or any(state[k].shape != v.shape for k, v in expected.items()):
+                raise ValueError(
+                    f"task {name!r}: the head in {source} does not fit this task's head (head, hidden_size or crf "
+                    "differ from the model it was saved with); use the same head settings as that model."
+                )
+            head.load_state_dict(state)
+        return model
 
     # ------------------------------------------------------------------ forward
     def forward(self, features: Mapping[str, torch.Tensor], tasks: Sequence[str] | None = None) -> dict[str, Any]:
@@ -264,6 +278,33 @@ class MultiTaskModel(nn.Module):
 def demo_heads_path() -> Path:
     """Folder of the heads shipped for ``mtst demo`` (topic, sentiment, entities on the default backbone)."""
     return Path(__file__).resolve().parent / "assets" / "demo_heads"
+
+
+def read_saved_head(path: str | Path, task: TaskConfig) -> tuple[list[str] | None, dict[str, torch.Tensor]]:
+    """Labels and head weights of ``task.name`` in the mtst model at ``path``, to start a new run's head from them."""
+    from safetensors.torch import load_file
+
+    where = f"task {task.name!r}: init_from {path}"
+    conf_file, heads_file = Path(path) / MODEL_CONFIG_FILE, Path(path) / HEADS_FILE
+    for needed in (conf_file, heads_file):
+        if not needed.exists():
+            raise FileNotFoundError(f"{where}: {needed.name} is missing; init_from must name an mtst model folder.")
+    conf = read_json(conf_file)
+    if conf.get("format") != FORMAT:
+        raise ValueError(f"{where}: {conf_file} has format {conf.get('format')!r}, expected {FORMAT!r}.")
+    saved = {t["name"]: t for t in conf.get("tasks", [])}
+    if task.name not in saved:
+        raise ValueError(f"{where}: that model has no task {task.name!r}; its tasks are: {', '.join(saved) or 'none'}.")
+    if saved[task.name]["type"] != task.type:
+        raise ValueError(f"{where}: the saved task is a {saved[task.name]['type']} task, this one is {task.type}.")
+    names = saved[task.name].get("labels")
+    if task.labels is not None and names is not None and list(task.labels) != list(names):
+        raise ValueError(
+            f"{where}: labels {list(task.labels)} differ from the saved head's {names} (same names, same order needed)."
+        )
+    prefix = f"{task.name}."
+    state = {k[len(prefix) :]: v for k, v in load_file(str(heads_file)).items() if k.startswith(prefix)}
+    return names, state
 
 
 def infer_labels(task: TaskConfig) -> LabelSet | None:
