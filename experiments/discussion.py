@@ -11,8 +11,8 @@ runs/discussion/NAME.json:
                      sentiment falls, and what keeps it stable
     contrastive      heads on the frozen off-the-shelf backbone vs on the backbone fine-tuned on STS-B first
                      (runs/stsb, from configs/stsb_contrastive.yaml)
-    separate         one multi-task model vs three single-task models (runs/multitask vs runs/sst2, runs/trec,
-                     runs/wikiann): quality, parameters, inference time
+    separate         one multi-task model vs three single-task models (runs/multitask vs runs/sst2_2ep,
+                     runs/trec, runs/wikiann): quality, parameters, inference time
 
     HF_HUB_OFFLINE=1 .venv/bin/python experiments/discussion.py NAME [--datasets ../shared/datasets]
 """
@@ -250,7 +250,7 @@ def separate(d: Path, rounds: int = 3) -> None:
     runs = ROOT / "runs"
     singles = {
         "topic": (runs / "trec/model", ROOT / "experiments/single_task/trec.yaml"),
-        "sentiment": (runs / "sst2/model", ROOT / "experiments/single_task/sst2.yaml"),
+        "sentiment": (runs / "sst2_2ep/model", ROOT / "experiments/single_task/sst2.yaml"),  # the 2-epoch run
         "entities": (runs / "wikiann/model", ROOT / "experiments/single_task/wikiann.yaml"),
     }
     joint = MultiTaskModel.load(runs / "multitask/model", device="cpu")
