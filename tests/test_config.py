@@ -97,3 +97,19 @@ def test_frozen_heads_must_name_tasks_with_heads():
     assert MTSTConfig.from_dict({"tasks": tasks, "train": {"frozen_heads": ["t"]}}).train.frozen_heads == ("t",)
     with pytest.raises(ValueError, match="frozen_heads names 's', which is not a task with a head: t"):
         MTSTConfig.from_dict({"tasks": tasks, "train": {"frozen_heads": ["s"]}})
+
+
+def test_shipped_task_files_load_and_name_existing_data(datasets_dir):
+    """Every task file in configs/ and experiments/ validates, and the data files it names exist."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    files = sorted([*root.glob("configs/*.yaml"), *root.glob("experiments/**/*.yaml")])
+    assert len(files) >= 6
+    for path in files:
+        cfg = load_config(path)
+        for task in cfg.tasks:
+            for split in ("train", "dev", "test"):
+                value = getattr(task, split)
+                if value is not None and not value.startswith("hf:"):
+                    assert Path(value).is_file(), f"{path.name}: task {task.name} {split} file {value} is missing"
