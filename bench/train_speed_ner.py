@@ -9,6 +9,7 @@ sentences/s (training loop only, no evaluation inside) and entity F1 (seqeval) o
     .venv/bin/python bench/train_speed_ner.py                       # full train set, 1 epoch
     .venv/bin/python bench/train_speed_ner.py --max-train 2000      # a quick look
     .venv/bin/python bench/train_speed_ner.py --hf-bf16             # also HF with bf16 + group_by_length
+    .venv/bin/python bench/train_speed_ner.py --hf-bf16 --mtst-linear   # and mtst with HF's linear head
 """
 
 from __future__ import annotations
@@ -88,6 +89,9 @@ def run_hf(train, test, labels, args, *, bf16: bool) -> dict:
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start
+    # The Trainer's group_by_length also reorders evaluation and prediction batches (`_get_eval_sampler`), so
+    # `predict` would return rows out of input order; predict in order.
+    trainer.args.train_sampling_strategy = "random"
     out = trainer.predict(test_rows)
     preds = out.predictions.argmax(-1)
     pred_tags, gold_tags = [], []
@@ -98,8 +102,8 @@ def run_hf(train, test, labels, args, *, bf16: bool) -> dict:
     return {"seconds": seconds, "sent_per_s": len(train) * args.epochs / seconds, "f1": f1_score(gold_tags, pred_tags)}
 
 
-def run_mtst(train_path: Path, test, n_train: int | None, args) -> dict:
-    """mtst's trainer on the same data; returns speed and test F1."""
+def run_mtst(train_path: Path, test, n_train: int | None, args, *, crf: bool = True) -> dict:
+    """mtst's trainer on the same data (a CRF head, or a linear one like HF's); returns speed and test F1."""
     from mtst.batching import encode_examples
     from mtst.config import MTSTConfig
     from mtst.evaluation import evaluate_task
@@ -113,7 +117,7 @@ def run_mtst(train_path: Path, test, n_train: int | None, args) -> dict:
                     "name": "entities",
                     "type": "token_classification",
                     "train": str(train_path),
-                    "crf": True,
+                    "crf": crf,
                     "max_train_examples": n_train,
                 }
             ],
@@ -150,6 +154,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=5e-5)
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--hf-bf16", action="store_true", help="also run HF with bf16 and group_by_length")
+    parser.add_argument("--mtst-linear", action="store_true", help="also run mtst with a linear head (no CRF), as HF")
     parser.add_argument("--workdir", type=Path, default=ROOT / "runs" / "bench_ner")
     parser.add_argument("--json-out", type=Path)
     args = parser.parse_args()
@@ -164,6 +169,8 @@ def main() -> None:
     test = subsample(load_token_examples(args.datasets / "wikiann_en" / "test.conll"), args.max_test)
     labels = LabelSet.infer_bio(ex.tags for ex in train).names
     results = {"mtst": run_mtst(train_path, test, args.max_train, args)}
+    if args.mtst_linear:
+        results["mtst_linear_head"] = run_mtst(train_path, test, args.max_train, args, crf=False)
     results["hf_trainer"] = run_hf(train, test, labels, args, bf16=False)
     if args.hf_bf16:
         results["hf_trainer_bf16_grouped"] = run_hf(train, test, labels, args, bf16=True)
@@ -174,9 +181,11 @@ def main() -> None:
     print(f"{'run':28s} {'sent/s':>8s} {'seconds':>8s} {'test F1':>8s}")
     for name, r in results.items():
         print(f"{name:28s} {r['sent_per_s']:8.1f} {r['seconds']:8.1f} {100 * r['f1']:8.2f}")
-    for name in results:
-        if name != "mtst":
-            print(f"throughput ratio mtst / {name}: {results['mtst']['sent_per_s'] / results[name]['sent_per_s']:.2f}")
+    for mine in ("mtst", "mtst_linear_head"):
+        for name in results:
+            if mine in results and not name.startswith("mtst"):
+                ratio = results[mine]["sent_per_s"] / results[name]["sent_per_s"]
+                print(f"throughput ratio {mine} / {name}: {ratio:.2f}")
     if args.json_out:
         args.json_out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, **results}, indent=2))
 

@@ -12,6 +12,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import nn
 
 logger = logging.getLogger(__name__)
@@ -274,3 +275,16 @@ def layerwise_param_groups(
         if no_decay:
             groups.append({"params": no_decay, "lr": group_lr, "weight_decay": 0.0, "name": f"{name}.no_decay"})
     return groups
+
+
+def make_adamw(params: Any, *, lr: float, weight_decay: float = 0.01) -> torch.optim.AdamW:
+    """AdamW with PyTorch's fused kernel where the device has one (CPU, CUDA), else the multi-tensor one.
+
+    Left to its defaults on CPU, AdamW updates one tensor at a time: for MiniLM-L6 on 2 cores that step took
+    77 ms against 13.5 ms fused (``bench/train_speed_ner.py``), a fifth of a training step.
+    """
+    params = list(params)
+    try:
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
+    except (RuntimeError, ValueError):  # a device or dtype without the fused kernel
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, foreach=True)

@@ -22,6 +22,7 @@ from mtst.batching import EncodedData, LengthGroupedBatches
 from mtst.cache import EmbeddingCache
 from mtst.config import TrainConfig
 from mtst.data import SentenceExample, TokenExample
+from mtst.freezing import make_adamw
 from mtst.model import MultiTaskModel
 from mtst.padding import pad_ids
 
@@ -106,7 +107,7 @@ def train_head(
     params = [p for p in head.parameters() if p.requires_grad]
     if not params:
         return
-    optimizer = torch.optim.AdamW(params, lr=tc.head_lr, weight_decay=tc.weight_decay)
+    optimizer = make_adamw(params, lr=tc.head_lr, weight_decay=tc.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, partial(lr_factor, warmup_steps=warmup, total_steps=total, schedule=tc.schedule)
     )

@@ -26,7 +26,7 @@ from mtst.cache import EmbeddingCache
 from mtst.checkpoint import load_checkpoint, save_checkpoint
 from mtst.config import MTSTConfig, TrainConfig, save_config
 from mtst.evaluation import evaluate, score
-from mtst.freezing import apply_freeze, layerwise_param_groups, parse_freeze
+from mtst.freezing import apply_freeze, layerwise_param_groups, make_adamw, parse_freeze
 from mtst.headtraining import CachedData, cache_task_data, head_steps, train_head
 from mtst.model import MultiTaskModel
 from mtst.sampling import TaskSampler
@@ -203,7 +203,7 @@ class Trainer:
             )
         if not any(g["params"] for g in groups):
             raise ValueError("Nothing to train: every parameter is frozen (train.freeze / train.frozen_heads).")
-        optimizer = torch.optim.AdamW(groups, lr=t.lr)
+        optimizer = make_adamw(groups, lr=t.lr, weight_decay=t.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, partial(lr_factor, warmup_steps=warmup, total_steps=self.total_steps, schedule=t.schedule)
         )
