@@ -61,14 +61,13 @@ class MultiTaskModel(nn.Module):
         ]
         model = cls(encoder, tasks)
         for name, (_, state) in starts.items():
-            head, source = model.heads[name], config.task(name).init_from
-            expected = head.state_dict()
-            if set(state) != set(expected) or any(state[k].shape != v.shape for k, v in expected.items()):
+            mismatch = _state_mismatch(model.heads[name].state_dict(), state)
+            if mismatch:
                 raise ValueError(
-                    f"task {name!r}: the head in {source} does not fit this task's head (head, hidden_size or crf "
-                    "differ from the model it was saved with); use the same head settings as that model."
+                    f"task {name!r}: the head in {config.task(name).init_from} does not fit this task's head "
+                    f"({mismatch}): use the head, hidden_size and crf of the model it was saved with."
                 )
-            head.load_state_dict(state)
+            model.heads[name].load_state_dict(state)
         return model
 
     # ------------------------------------------------------------------ forward
@@ -222,21 +221,7 @@ class MultiTaskModel(nn.Module):
         from safetensors.torch import load_file
 
         path = Path(path)
-        if not path.is_dir():
-            raise FileNotFoundError(f"Model folder {path} does not exist.")
-        conf_file = path / MODEL_CONFIG_FILE
-        if not conf_file.exists():
-            hint = (
-                " It looks like a sentence encoder: load it with SentenceEncoder.from_pretrained."
-                if ((path / "modules.json").exists() or (path / "config.json").exists())
-                else ""
-            )
-            raise FileNotFoundError(f"{path} is not an mtst model folder: {MODEL_CONFIG_FILE} is missing.{hint}")
-        conf = read_json(conf_file)
-        if conf.get("format") != FORMAT:
-            raise ValueError(f"{conf_file}: format is {conf.get('format')!r}, expected {FORMAT!r}.")
-        if int(conf.get("format_version", 0)) > FORMAT_VERSION:
-            raise ValueError(f"{conf_file}: format_version {conf['format_version']} is newer than this mtst reads.")
+        conf_file, conf = path / MODEL_CONFIG_FILE, read_model_config(path)
         e = conf["encoder"]
         for needed in ([] if "source" in e else [path / ENCODER_DIR]) + [path / HEADS_FILE]:
             if not needed.exists():
@@ -259,18 +244,9 @@ class MultiTaskModel(nn.Module):
         model = cls(encoder, [task_from_dict(t) for t in conf["tasks"]])
         model.extra = conf.get("extra", {})
         state = load_file(str(path / HEADS_FILE))
-        expected = model.heads.state_dict()
-        missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
-        wrong = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
-        if missing or unexpected or wrong:
-            raise ValueError(
-                f"{path / HEADS_FILE} does not match {conf_file}: "
-                + "; ".join(
-                    f"{what}: {', '.join(keys)}"
-                    for what, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong))
-                    if keys
-                )
-            )
+        mismatch = _state_mismatch(model.heads.state_dict(), state)
+        if mismatch:
+            raise ValueError(f"{path / HEADS_FILE} does not match {conf_file}: {mismatch}")
         model.heads.load_state_dict(state)
         return model.to(encoder.device).eval()
 
@@ -280,18 +256,50 @@ def demo_heads_path() -> Path:
     return Path(__file__).resolve().parent / "assets" / "demo_heads"
 
 
+def read_model_config(path: str | Path) -> dict[str, Any]:
+    """The checked ``mtst_config.json`` of a saved model folder; an error says what the folder is instead."""
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"Model folder {path} does not exist.")
+    conf_file = path / MODEL_CONFIG_FILE
+    if not conf_file.exists():
+        hint = (
+            " It looks like a sentence encoder: load it with SentenceEncoder.from_pretrained."
+            if ((path / "modules.json").exists() or (path / "config.json").exists())
+            else ""
+        )
+        raise FileNotFoundError(f"{path} is not an mtst model folder: {MODEL_CONFIG_FILE} is missing.{hint}")
+    conf = read_json(conf_file)
+    if conf.get("format") != FORMAT:
+        raise ValueError(f"{conf_file}: format is {conf.get('format')!r}, expected {FORMAT!r}.")
+    if int(conf.get("format_version", 0)) > FORMAT_VERSION:
+        raise ValueError(f"{conf_file}: format_version {conf['format_version']} is newer than this mtst reads.")
+    return conf
+
+
+def _state_mismatch(expected: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor]) -> str:
+    """What keeps ``state`` from loading into a module with ``expected``'s weights ("" if nothing)."""
+    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
+    return "; ".join(
+        f"{what}: {', '.join(keys)}"
+        for what, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong))
+        if keys
+    )
+
+
 def read_saved_head(path: str | Path, task: TaskConfig) -> tuple[list[str] | None, dict[str, torch.Tensor]]:
     """Labels and head weights of ``task.name`` in the mtst model at ``path``, to start a new run's head from them."""
     from safetensors.torch import load_file
 
     where = f"task {task.name!r}: init_from {path}"
-    conf_file, heads_file = Path(path) / MODEL_CONFIG_FILE, Path(path) / HEADS_FILE
-    for needed in (conf_file, heads_file):
-        if not needed.exists():
-            raise FileNotFoundError(f"{where}: {needed.name} is missing; init_from must name an mtst model folder.")
-    conf = read_json(conf_file)
-    if conf.get("format") != FORMAT:
-        raise ValueError(f"{where}: {conf_file} has format {conf.get('format')!r}, expected {FORMAT!r}.")
+    heads_file = Path(path) / HEADS_FILE
+    try:
+        conf = read_model_config(path)
+        if not heads_file.exists():
+            raise FileNotFoundError(f"{heads_file} is missing: the model folder {path} is incomplete.")
+    except (FileNotFoundError, ValueError) as err:
+        raise type(err)(f"{where}: {err}") from err
     saved = {t["name"]: t for t in conf.get("tasks", [])}
     if task.name not in saved:
         raise ValueError(f"{where}: that model has no task {task.name!r}; its tasks are: {', '.join(saved) or 'none'}.")
