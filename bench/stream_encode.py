@@ -4,7 +4,7 @@ Builds a file of 1,000,000 short sentences (every distinct sentence of at most 2
 TREC, WikiANN and STS-B in ../shared/datasets, repeated in order until the count is reached), then:
 
 1. encodes the first ``--compare-n`` lines two ways, each in its own process: in memory
-   (``read_lines`` + ``SentenceEncoder.encode`` + ``np.save``) and streamed (``mtst.files.encode_file``,
+   (``read_lines`` + ``SentenceEncoder.encode`` + ``np.save``) and streamed (``mtst.textfiles.encode_file``,
    10,000 lines per chunk, appended to the .npy file); throughput counts the encode and the write, not the
    model load; the peak RSS of each process is its own ``ru_maxrss``;
 2. runs ``mtst encode --input FILE --output FILE.npy`` on all 1,000,000 lines under ``/usr/bin/time``, which
@@ -57,7 +57,7 @@ def child(mode: str, input_path: Path, output: Path, batch_size: int) -> None:
     import torch
 
     from mtst.encoder import SentenceEncoder
-    from mtst.files import encode_file, read_lines
+    from mtst.textfiles import encode_file, read_lines
 
     torch.set_num_threads(2)
     encoder = SentenceEncoder.from_pretrained("default", device="cpu")

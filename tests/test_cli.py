@@ -17,7 +17,7 @@ def test_encode_to_npy(tiny_model_dir, tmp_path):
 
 def test_encode_file_in_chunks_matches_in_memory(tiny_model_dir, tmp_path):
     from mtst.encoder import SentenceEncoder
-    from mtst.files import encode_file
+    from mtst.textfiles import encode_file
 
     texts = [f"the cat {i} sat" if i % 3 else "" for i in range(23)]
     src = tmp_path / "in.txt"

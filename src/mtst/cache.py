@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mtst._io import read_json, write_json
+from mtst.diskio import read_json, write_json
 from mtst.encoder import SentenceEncoder
 
 logger = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from mtst._io import atomic_folder, read_json, write_json
+from mtst.diskio import atomic_folder, read_json, write_json
 from mtst.model import MultiTaskModel
 
 MODEL_DIR = "model"

@@ -55,7 +55,7 @@ def _load_encoder(model: str, pooling: str | None = None, normalize: bool | None
 
 
 def _collect_texts(texts: list[str] | None, input_file: Path | None) -> list[str]:
-    from mtst.files import read_lines
+    from mtst.textfiles import read_lines
 
     if texts and input_file:
         _fail("give texts as arguments or with --input FILE, not both.")
@@ -89,7 +89,7 @@ def encode(
     """Turn texts into fixed-length embeddings; print a preview or save an [n, dim] .npy file."""
     import numpy as np
 
-    from mtst.files import encode_file
+    from mtst.textfiles import encode_file
 
     if output is not None and output.suffix != ".npy":
         _fail(f"--output must end in .npy, got {output}.")
@@ -296,7 +296,7 @@ def cache_build(
 ) -> None:
     """Encode the texts of a file into the cache (only those not cached yet)."""
     from mtst.cache import EmbeddingCache
-    from mtst.files import read_lines
+    from mtst.textfiles import read_lines
 
     try:
         texts = read_lines(input_file)

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mtst._io import atomic_folder, read_json, write_json
+from mtst.diskio import atomic_folder, read_json, write_json
 from mtst.pooling import check_pooling, pool
 from mtst.similarity import cosine_similarity
 

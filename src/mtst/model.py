@@ -10,9 +10,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from mtst._io import atomic_folder, check_writable_folder, read_json, write_json
 from mtst.config import MTSTConfig, TaskConfig
 from mtst.data import LabelSet
+from mtst.diskio import atomic_folder, check_writable_folder, read_json, write_json
 from mtst.encoder import SentenceEncoder
 from mtst.entities import entities_from_words
 from mtst.tasks import Task, build_task, task_from_dict

@@ -20,11 +20,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from mtst._io import check_writable_folder
 from mtst.batching import EncodedData, LengthGroupedBatches, collate, encode_examples
 from mtst.cache import EmbeddingCache
 from mtst.checkpoint import load_checkpoint, save_checkpoint
 from mtst.config import MTSTConfig, TrainConfig, save_config
+from mtst.diskio import check_writable_folder
 from mtst.evaluation import evaluate, score
 from mtst.freezing import apply_freeze, layerwise_param_groups, make_adamw, parse_freeze
 from mtst.headtraining import CachedData, cache_task_data, head_steps, train_head

@@ -1,4 +1,4 @@
-"""Small file helpers shared by every component that writes to disk: JSON and atomic folders."""
+"""Safe disk writes shared by every component: JSON in and out, atomic folders, writable-folder checks."""
 
 from __future__ import annotations
 
