@@ -1,0 +1,122 @@
+"""What the server runs: one place that loads a model and the four calls the routes need."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+DEFAULT = "default"
+MODEL_CONFIG_FILE = "mtst_config.json"
+
+
+class Backend:
+    """A loaded sentence encoder, with the task heads of a ``MultiTaskModel`` when there is one.
+
+    ``embed``, ``predict`` and ``count_tokens`` are called from the batcher's worker thread only, one at a time.
+    """
+
+    kind = "torch"
+
+    def __init__(self, encoder: Any, model: Any | None = None, *, name: str = DEFAULT) -> None:
+        self.encoder = encoder
+        self.model = model
+        self.name = name
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def max_length(self) -> int:
+        """Most tokens per text (special tokens included); longer texts are truncated."""
+        return int(self.encoder.max_length)
+
+    @property
+    def dim(self) -> int:
+        return int(self.encoder.dim)
+
+    @property
+    def normalize(self) -> bool:
+        """The encoder's own normalization (what ``SentenceEncoder.encode`` does by default)."""
+        return bool(self.encoder.normalize)
+
+    @property
+    def tasks(self) -> dict[str, dict[str, Any]]:
+        """``{name: {"type", "labels"}}`` of the tasks ``predict`` answers (similarity tasks have no head)."""
+        if self.model is None:
+            return {}
+        return {
+            name: {"type": t.type, "labels": list(t.labels.names) if t.labels is not None else None}
+            for name, t in self.model.tasks.items()
+            if t.type != "similarity"
+        }
+
+    # ------------------------------------------------------------------ calls
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Tokens of each text before truncation, special tokens included."""
+        enc = self.encoder.tokenizer(
+            list(texts),
+            add_special_tokens=True,
+            truncation=False,
+            padding=False,
+            return_attention_mask=False,
+            return_token_type_ids=False,
+            verbose=False,
+        )
+        return [len(ids) for ids in enc["input_ids"]]
+
+    def embed(self, texts: Sequence[str], normalize: bool) -> np.ndarray:
+        """Float32 embeddings ``[n, dim]`` from one backbone pass (texts past ``max_length`` are truncated)."""
+        texts = list(texts)
+        return self.encoder.encode(texts, batch_size=max(1, len(texts)), normalize=normalize)
+
+    def predict(self, texts: Sequence[str], tasks: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """One dict per text, ``{task: prediction}``, from one backbone pass; ValueError for an unknown task."""
+        if self.model is None:
+            raise ValueError(no_tasks_message(self.name))
+        texts = list(texts)
+        return self.model.predict(texts, tasks=None if tasks is None else list(tasks), batch_size=max(1, len(texts)))
+
+    def info(self) -> dict[str, Any]:
+        """Model, backend, tasks and their labels, and the encoder's settings (the app adds its limits)."""
+        return {
+            "model": self.name,
+            "backend": self.kind,
+            "device": str(self.encoder.device),
+            "dim": self.dim,
+            "pooling": self.encoder.pooling,
+            "normalize": self.normalize,
+            "max_length": self.max_length,
+            "tasks": [{"name": name, **t} for name, t in self.tasks.items()],
+        }
+
+
+def no_tasks_message(name: str) -> str:
+    return (
+        f"model {name!r} is a sentence encoder without task heads: it serves /embed, /v1/embeddings and "
+        "/similarity only. Serve an mtst model folder (written by `mtst train`) to get predictions."
+    )
+
+
+def load_backend(model: str | Path | None = None, *, device: str | None = None) -> Backend:
+    """Load what ``mtst serve --model`` names: ``None``/"default", an mtst model folder, or any encoder.
+
+    "default" is the embedded all-MiniLM-L6-v2 with the heads shipped with mtst; a folder holding
+    ``mtst_config.json`` is a ``MultiTaskModel``; anything else loads with ``SentenceEncoder.from_pretrained``
+    (embeddings and similarity only). Errors are ``OSError``/``ValueError`` that name the model.
+    """
+    from mtst.encoder import SentenceEncoder
+    from mtst.model import MultiTaskModel, demo_heads_path
+
+    if model is None or str(model) == DEFAULT:
+        heads = demo_heads_path()
+        if (heads / MODEL_CONFIG_FILE).exists():
+            mt = MultiTaskModel.load(heads, device=device)
+            return Backend(mt.encoder, mt, name=DEFAULT)
+        return Backend(SentenceEncoder.from_pretrained(DEFAULT, device=device), name=DEFAULT)
+    path = Path(str(model)).expanduser()
+    if (path / MODEL_CONFIG_FILE).exists():
+        mt = MultiTaskModel.load(path, device=device)
+        return Backend(mt.encoder, mt, name=path.resolve().name)
+    encoder = SentenceEncoder.from_pretrained(model, device=device)
+    return Backend(encoder, name=path.resolve().name if path.exists() else str(model))
