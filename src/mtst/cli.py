@@ -9,6 +9,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from mtst.serve.cli import serve_cmd
+
 app = typer.Typer(
     name="mtst",
     help="Multi-task sentence transformers: encode, compare and (soon) train sentences on one shared backbone.",
@@ -280,7 +282,7 @@ CacheDirOpt = Annotated[
 
 
 def _cache_dir(cache_dir: Path | None) -> Path:
-    from mtst.training import DEFAULT_CACHE_DIR
+    from mtst.cache import DEFAULT_CACHE_DIR
 
     return cache_dir or DEFAULT_CACHE_DIR
 
@@ -398,6 +400,9 @@ def _load_demo_heads():
         err_console.print("[yellow]No demo heads in this install; showing embeddings only.[/]")
         return None
     return MultiTaskModel.load(path)
+
+
+app.command("serve")(serve_cmd)
 
 
 def main() -> None:  # pragma: no cover
