@@ -9,6 +9,16 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from mtst.engines.cli import (
+    DtypeOpt,
+    EngineOpt,
+    FormatOpt,
+    IdColumnOpt,
+    RayAddressOpt,
+    ShardRowsOpt,
+    TextColumnOpt,
+    WorkersOpt,
+)
 from mtst.serve.cli import serve_cmd
 
 app = typer.Typer(
@@ -74,9 +84,18 @@ def _collect_texts(texts: list[str] | None, input_file: Path | None) -> list[str
 @app.command()
 def encode(
     texts: Annotated[list[str] | None, typer.Argument(help="Texts to encode.")] = None,
-    input_file: Annotated[Path | None, typer.Option("--input", "-i", help="A file with one text per line.")] = None,
+    input_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--input",
+            "-i",
+            help="A text file (one text a line); with --output DIR also Parquet, JSONL, CSV, TSV, "
+            "a folder or a quoted glob.",
+        ),
+    ] = None,
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write the embeddings to this .npy file.")
+        Path | None,
+        typer.Option("--output", "-o", help="A .npy file, or a folder for Parquet shards and a manifest (resumable)."),
     ] = None,
     model: ModelOpt = "default",
     pooling: PoolingOpt = None,
@@ -86,15 +105,53 @@ def encode(
     ] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Texts per forward pass.")] = 32,
     max_length: Annotated[int | None, typer.Option(help="Truncate texts to this many tokens.")] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing --output file.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --output file (or folder's shards).")] = False,
+    engine: EngineOpt = "local",
+    workers: WorkersOpt = None,
+    ray_address: RayAddressOpt = None,
+    dtype: DtypeOpt = "float32",
+    text_column: TextColumnOpt = "text",
+    id_column: IdColumnOpt = None,
+    input_format: FormatOpt = "auto",
+    shard_rows: ShardRowsOpt = None,
 ) -> None:
-    """Turn texts into fixed-length embeddings; print a preview or save an [n, dim] .npy file."""
+    """Turn texts into fixed-length embeddings; print a preview, save an [n, dim] .npy file, or write Parquet shards."""
     import numpy as np
 
+    from mtst.engines.cli import columnar_input, encode_to_folder, folder_only_options
     from mtst.textfiles import encode_file
 
     if output is not None and output.suffix != ".npy":
-        _fail(f"--output must end in .npy, got {output}.")
+        if texts or input_file is None:
+            _fail(f"--output must end in .npy with texts as arguments, got {output}; --output DIR needs --input.")
+        try:
+            message = encode_to_folder(
+                input_file,
+                output,
+                model=model,
+                pooling=pooling,
+                normalize=normalize,
+                max_length=max_length,
+                batch_size=batch_size,
+                engine=engine,
+                workers=workers,
+                ray_address=ray_address,
+                dtype=dtype,
+                text_column=text_column,
+                id_column=id_column,
+                input_format=input_format,
+                shard_rows=shard_rows,
+                overwrite=overwrite,
+            )
+        except (OSError, ValueError, ImportError) as e:
+            _fail(str(e))
+        console.print(message)
+        return
+    extra = folder_only_options(
+        engine=engine, workers=workers, ray_address=ray_address, dtype=dtype, id_column=id_column, shard_rows=shard_rows
+    )
+    if extra or text_column != "text" or input_format != "auto" or columnar_input(input_file):
+        _fail(f"{', '.join(extra) or 'This input'} needs --output DIR (Parquet shards), not a .npy file or a preview.")
     if output is not None and output.exists() and not overwrite:
         _fail(f"{output} exists; pass --overwrite to replace it.")
     if input_file is not None and output is not None and not texts:
@@ -289,19 +346,24 @@ def _cache_dir(cache_dir: Path | None) -> Path:
 
 @cache_app.command("build")
 def cache_build(
-    input_file: Annotated[Path, typer.Option("--input", "-i", help="A file with one text per line.")],
+    input_file: Annotated[
+        Path,
+        typer.Option("--input", "-i", help="Text (one a line), Parquet, JSONL, CSV or TSV: a file, folder or glob."),
+    ],
     model: ModelOpt = "default",
     pooling: PoolingOpt = None,
     cache_dir: CacheDirOpt = None,
     dtype: Annotated[str, typer.Option(help="float32 or float16.")] = "float32",
     batch_size: Annotated[int, typer.Option(min=1)] = 64,
+    text_column: TextColumnOpt = "text",
+    input_format: FormatOpt = "auto",
 ) -> None:
-    """Encode the texts of a file into the cache (only those not cached yet)."""
+    """Encode the texts of a corpus into the cache (only those not cached yet)."""
     from mtst.cache import EmbeddingCache
-    from mtst.textfiles import read_lines
+    from mtst.engines.cli import read_texts
 
     try:
-        texts = read_lines(input_file)
+        texts = read_texts(input_file, text_column=text_column, input_format=input_format)
         encoder = _load_encoder(model, pooling)
         emb = EmbeddingCache(_cache_dir(cache_dir), dtype=dtype).get(
             encoder, texts, batch_size=batch_size, show_progress_bar=True
