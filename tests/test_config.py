@@ -1,7 +1,7 @@
 import pytest
 
-from mtst.config import TASK_TYPES, MTSTConfig, TaskConfig, apply_overrides, load_config, save_config
-from mtst.tasks import TASKS
+from mtst.config import MTSTConfig, TaskConfig, apply_overrides, load_config, save_config
+from mtst.tasks import TASKS, task_types
 
 EXAMPLE = """
 model: {backbone: default, pooling: mean, max_length: 128}
@@ -13,7 +13,7 @@ tasks:
 
 
 def test_task_table_matches_config_types():
-    assert tuple(TASKS) == TASK_TYPES
+    assert task_types() == tuple(TASKS) == ("classification", "regression", "token_classification", "similarity")
 
 
 def test_load_example_resolves_paths_relative_to_yaml(tmp_path):

@@ -8,21 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from mtst.data import (
-    IGNORE_INDEX,
-    LabelSet,
-    SentenceExample,
-    TokenExample,
-    encode_words,
-    load_sentence_examples,
-    load_token_examples,
-    normalize_bio,
-    read_conll,
-    read_hf,
-    read_jsonl,
-    read_table,
-    words_from_text,
-)
+from mtst.alignment import encode_words, words_from_text
+from mtst.bio import normalize_bio
+from mtst.data.examples import SentenceExample, TokenExample
+from mtst.data.loaders import load_sentence_examples, load_token_examples
+from mtst.data.readers import read_conll, read_hf, read_jsonl, read_table
+from mtst.labels import LabelSet
+from mtst.losses import IGNORE_INDEX
 
 BIO_TAGS = ["O", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
 

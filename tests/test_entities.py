@@ -1,4 +1,4 @@
-from mtst.entities import bio_spans, entities_from_words
+from mtst.bio import bio_spans, entities_from_words
 
 
 def test_bio_spans():

@@ -8,10 +8,10 @@ from mtst.freezing import (
     apply_freeze,
     backbone_layers,
     embeddings_module,
-    layerwise_param_groups,
     parse_freeze,
 )
 from mtst.model import MultiTaskModel
+from mtst.optim import layerwise_param_groups
 from mtst.tasks import build_task
 
 EMB = "encoder.backbone.embeddings."

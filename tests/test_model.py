@@ -198,12 +198,13 @@ def test_min_entity_score_filters(model):
 def test_init_from_starts_heads_from_a_saved_model(model, tiny_model_dir, tmp_path):
     """``init_from`` copies a saved head (and its labels) into a new model; mismatches are refused by name."""
     from mtst.config import MTSTConfig
+    from mtst.training.setup import build_model
 
     saved = model.save(tmp_path / "saved")
     base = {"model": {"backbone": str(tiny_model_dir), "max_length": 32}}
 
     def build(*tasks):
-        return MultiTaskModel.from_config(MTSTConfig.from_dict({**base, "tasks": list(tasks)}, base_dir=tmp_path))
+        return build_model(MTSTConfig.from_dict({**base, "tasks": list(tasks)}, base_dir=tmp_path))
 
     new = build(
         {"name": "topic", "type": "classification", "head": "mlp", "hidden_size": 16, "init_from": "saved"},

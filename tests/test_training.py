@@ -7,7 +7,8 @@ from toydata import write_toy_data
 
 from mtst.config import MTSTConfig
 from mtst.model import MultiTaskModel
-from mtst.training import Trainer, lr_factor, train
+from mtst.optim import lr_factor
+from mtst.training import HeadTrainer, Trainer, build_trainer, train
 
 
 @pytest.fixture(scope="module")
@@ -205,12 +206,12 @@ def test_everything_frozen_is_an_error(tiny_model_dir, toy):
 
 def test_frozen_backbone_trains_heads_from_cache(tiny_model_dir, toy, tmp_path):
     kw = {"freeze": "backbone", "max_steps": 15, "cache_dir": str(tmp_path / "cache"), "lr": 1e-2, "head_lr": 1e-2}
-    both = Trainer(make_config(tiny_model_dir, toy, tasks=("topic", "ner"), **kw))
-    assert both.cached
+    both = build_trainer(make_config(tiny_model_dir, toy, tasks=("topic", "ner"), **kw))
+    assert isinstance(both, HeadTrainer)
     records = list(both.steps())
     assert records[-1].step == 30 and set(records[-1].metrics) == {"topic", "ner"}
     # heads are independent: training one alone gives the same weights with the same seed
-    alone = Trainer(make_config(tiny_model_dir, toy, tasks=("ner",), **kw))
+    alone = build_trainer(make_config(tiny_model_dir, toy, tasks=("ner",), **kw))
     list(alone.steps())
     for k, v in alone.model.heads["ner"].state_dict().items():
         torch.testing.assert_close(v, both.model.heads["ner"].state_dict()[k], rtol=0, atol=0)
@@ -224,7 +225,7 @@ def test_frozen_backbone_trains_heads_from_cache(tiny_model_dir, toy, tmp_path):
 
 def test_frozen_backbone_rejects_headless_task(tiny_model_dir, toy, tmp_path):
     with pytest.raises(ValueError, match="has no head: with train.freeze: backbone"):
-        Trainer(make_config(tiny_model_dir, toy, tasks=("sim",), freeze="backbone", cache_dir=str(tmp_path)))
+        build_trainer(make_config(tiny_model_dir, toy, tasks=("sim",), freeze="backbone", cache_dir=str(tmp_path)))
 
 
 def test_two_trainers_with_different_precision_in_one_process(tiny_model_dir, toy):

@@ -10,7 +10,7 @@ import operator
 from collections.abc import Sequence
 from typing import Any
 
-IGNORE_INDEX = -100  # label on sub-words the loss must skip (torch.nn.CrossEntropyLoss's default ignore_index)
+from mtst.losses import IGNORE_INDEX
 
 
 def _require_fast(tokenizer: Any, what: str) -> None:

@@ -1,18 +1,16 @@
-"""From examples to tensors: tokenize each task's data once, group batches by length, pad and collate."""
+"""Encoded task data and the seeded, length-grouped stream of batches that training draws from.
+
+Each task type encodes its examples into ``EncodedData`` and collates its batches (``mtst.tasks``).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 
-from mtst.alignment import IGNORE_INDEX, encode_words
-from mtst.data import SentenceExample, TokenExample
-from mtst.padding import features_for, pad_ids
-from mtst.tasks import Task
+from mtst.padding import sorted_batches
 
 
 @dataclass
@@ -33,40 +31,6 @@ class EncodedData:
         if self.pair_ids is not None:
             lens = np.maximum(lens, np.fromiter((len(x) for x in self.pair_ids), dtype=np.int64, count=len(self)))
         return lens
-
-
-def encode_examples(
-    task: Task, examples: Sequence[SentenceExample | TokenExample], tokenizer: Any, max_length: int
-) -> EncodedData:
-    """Tokenize a task's examples once and map labels to ids (unknown labels: an error naming file and line)."""
-    name, c = task.name, task.config
-
-    def _ids(texts: list[str]) -> list[list[int]]:
-        return tokenizer(texts, truncation=True, max_length=max_length, padding=False)["input_ids"]
-
-    if task.type == "token_classification":
-        ids, targets, n_words = [], [], []
-        for ex in examples:
-            tag_ids = [task.labels.id(t, source=ex.source, task=name) for t in ex.tags]
-            enc = encode_words(tokenizer, ex.tokens, tags=tag_ids, max_length=max_length)
-            ids.append(enc["input_ids"])
-            targets.append(enc["labels"])
-            n_words.append(len(ex.tokens))
-        return EncodedData(ids, targets, n_words=n_words)
-    texts = [ex.text for ex in examples]
-    if task.type == "classification":
-        targets = [task.labels.id(str(ex.label), source=ex.source, task=name) for ex in examples]
-    else:
-        scale = c.score_max or 1.0
-        targets = [None if ex.label is None else float(ex.label) / scale for ex in examples]
-    if task.type == "similarity":
-        for ex in examples:
-            if ex.text_pair is None:
-                raise ValueError(f"{ex.source}: task {name!r} needs sentence pairs; set pair_column in the config.")
-        if c.resolved_loss != "mnrl" and any(t is None for t in targets):
-            raise ValueError(f"task {name!r}: loss {c.resolved_loss} needs a score for every pair (label_column).")
-        return EncodedData(_ids(texts), targets, pair_ids=_ids([ex.text_pair for ex in examples]))
-    return EncodedData(_ids(texts), targets)
 
 
 class LengthGroupedBatches:
@@ -97,8 +61,7 @@ class LengthGroupedBatches:
     def plan(self, epoch: int) -> list[np.ndarray]:
         """The batches of one epoch, in order (without shuffling: longest first)."""
         if not self.shuffle:
-            order = np.argsort(-self.lengths, kind="stable")
-            return [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+            return sorted_batches(self.lengths, self.batch_size)
         rng = np.random.default_rng([self.seed, epoch])
         order = rng.permutation(len(self.lengths))
         batches = []
@@ -126,22 +89,3 @@ class LengthGroupedBatches:
     def load_state_dict(self, state: dict[str, int]) -> None:
         self.epoch, self.position = int(state["epoch"]), int(state["position"])
         self._batches = self.plan(self.epoch)
-
-
-def collate(task: Task, data: EncodedData, index: Sequence[int], pad_id: int) -> tuple[dict[str, torch.Tensor], Any]:
-    """Features and targets of one batch of a task.
-
-    Similarity batches stack first sentences then second ones (``[2 * batch, seq]``), so one backbone pass
-    embeds both sides.
-    """
-    rows = [data.input_ids[i] for i in index]
-    if task.type == "similarity":
-        rows = rows + [data.pair_ids[i] for i in index]
-        scores = [data.targets[i] for i in index]
-        targets = None if any(s is None for s in scores) else torch.tensor(scores, dtype=torch.float32)
-        return features_for(rows, pad_id), targets
-    features = features_for(rows, pad_id)
-    if task.type == "token_classification":
-        return features, pad_ids([data.targets[i] for i in index], IGNORE_INDEX)
-    dtype = torch.long if task.type == "classification" else torch.float32
-    return features, torch.tensor([data.targets[i] for i in index], dtype=dtype)

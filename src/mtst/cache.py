@@ -11,6 +11,7 @@ corrupted shard is reported, dropped and re-encoded on demand.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import logging
@@ -21,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from mtst.diskio import read_json, write_json
 from mtst.encoder import SentenceEncoder
@@ -31,22 +31,13 @@ logger = logging.getLogger(__name__)
 KINDS = ("sentence", "token")
 DTYPES = ("float32", "float16")
 CACHE_VERSION = 1
+DEFAULT_CACHE_DIR = Path.home() / ".cache" / "mtst" / "embeddings"
 
 
 def text_key(text: str | Sequence[str]) -> bytes:
     """16-byte hash of a text (or of a pre-split word list, for token states)."""
     raw = text if isinstance(text, str) else "\x1f".join(text) + "\x1e"
     return hashlib.blake2b(raw.encode("utf-8"), digest_size=16).digest()
-
-
-def backbone_fingerprint(encoder: SentenceEncoder) -> str:
-    """SHA-256 of the backbone's weights and tokenizer vocabulary: two models share it only if they are equal."""
-    h = hashlib.sha256()
-    for name, tensor in sorted(encoder.backbone.state_dict().items()):
-        h.update(name.encode())
-        h.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
-    h.update(json.dumps(sorted(encoder.tokenizer.get_vocab().items())).encode())
-    return h.hexdigest()
 
 
 def _sha256(path: Path) -> str:
@@ -60,8 +51,6 @@ def _sha256(path: Path) -> str:
 @contextlib.contextmanager
 def _locked(folder: Path) -> Iterator[None]:
     """Exclusive lock for writers of one cache entry (readers need none: files only appear by rename)."""
-    import fcntl
-
     with open(folder / ".lock", "w") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
@@ -87,7 +76,7 @@ class EmbeddingCache:
             raise ValueError(f"cache kind must be one of {', '.join(KINDS)}, got {kind!r}.")
         fp = self._fingerprints.get(id(encoder))
         if fp is None:
-            fp = self._fingerprints[id(encoder)] = backbone_fingerprint(encoder)
+            fp = self._fingerprints[id(encoder)] = encoder.fingerprint()
         return {
             "version": CACHE_VERSION,
             "backbone": fp,
@@ -199,7 +188,7 @@ class EmbeddingCache:
             vectors = encoder.encode(list(texts), batch_size=batch_size, show_progress_bar=show_progress_bar)
             arrays = {"rows": vectors.astype(np_dtype)}
         else:
-            states = encode_token_states(encoder, texts, batch_size=batch_size, show_progress_bar=show_progress_bar)
+            states = encoder.token_states(texts, batch_size=batch_size, show_progress_bar=show_progress_bar)
             lengths = np.array([len(s) for s in states], dtype=np.int64)
             arrays = {
                 "rows": np.concatenate(states).astype(np_dtype) if states else np.zeros((0, encoder.dim), np_dtype),
@@ -251,37 +240,3 @@ class EmbeddingCache:
         for p in entries:
             shutil.rmtree(p)
         return len(entries)
-
-
-def encode_token_states(
-    encoder: SentenceEncoder,
-    texts: Sequence[str] | Sequence[Sequence[str]],
-    *,
-    batch_size: int = 64,
-    show_progress_bar: bool | None = None,
-) -> list[np.ndarray]:
-    """Per text, the backbone's last hidden states of its real tokens ``[n_tokens, dim]`` (float32)."""
-    from tqdm.auto import tqdm
-
-    from mtst.padding import features_for
-
-    split = bool(texts) and not isinstance(texts[0], str)
-    ids = encoder.tokenizer(
-        [list(t) for t in texts] if split else list(texts),
-        is_split_into_words=split,
-        truncation=True,
-        max_length=encoder.max_length,
-    )["input_ids"]
-    out: list[np.ndarray] = [None] * len(ids)  # type: ignore[list-item]
-    order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
-    pad_id = encoder.tokenizer.pad_token_id or 0
-    n_batches = -(-len(order) // batch_size)
-    show = n_batches > 8 if show_progress_bar is None else show_progress_bar
-    with torch.inference_mode():
-        for start in tqdm(range(0, len(order), batch_size), desc="Encoding tokens", disable=not show):
-            idx = order[start : start + batch_size]
-            features = {k: v.to(encoder.device) for k, v in features_for([ids[i] for i in idx], pad_id).items()}
-            states = encoder.backbone(**features, return_dict=True).last_hidden_state.float().cpu().numpy()
-            for row, i in enumerate(idx):
-                out[i] = states[row, : len(ids[i])]
-    return out

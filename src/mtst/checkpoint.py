@@ -72,18 +72,22 @@ def save_checkpoint(
     folder: str | Path,
     *,
     model: MultiTaskModel,
-    optimizer: torch.optim.Optimizer,
+    optimizer: torch.optim.Optimizer | None,
     scheduler: Any,
     state: dict[str, Any],
     extra: nn.Module | None = None,
 ) -> Path:
-    """Write everything a run needs to continue exactly where it stopped (replaces an older checkpoint)."""
+    """Write everything a run needs to continue exactly where it stopped (replaces an older checkpoint).
+
+    ``optimizer=None`` (head training from the cache, which restarts on resume) writes no optimizer or scheduler.
+    """
     with atomic_folder(folder, overwrite=True, what="checkpoint") as tmp:
         model.save(tmp / MODEL_DIR)
-        tensors, meta = _split_optimizer_state(optimizer.state_dict())
-        save_file(tensors, str(tmp / "optimizer.safetensors"))
-        write_json(tmp / "optimizer.json", meta)
-        write_json(tmp / "scheduler.json", scheduler.state_dict())
+        if optimizer is not None:
+            tensors, meta = _split_optimizer_state(optimizer.state_dict())
+            save_file(tensors, str(tmp / "optimizer.safetensors"))
+            write_json(tmp / "optimizer.json", meta)
+            write_json(tmp / "scheduler.json", scheduler.state_dict())
         rng_tensors, rng_meta = _rng_state()
         save_file(rng_tensors, str(tmp / "rng.safetensors"))
         write_json(tmp / "rng.json", rng_meta)
@@ -100,23 +104,29 @@ def load_checkpoint(
     folder: str | Path,
     *,
     model: MultiTaskModel,
-    optimizer: torch.optim.Optimizer,
+    optimizer: torch.optim.Optimizer | None,
     scheduler: Any,
     extra: nn.Module | None = None,
 ) -> dict[str, Any]:
     """Restore a checkpoint into live objects; returns the trainer state saved with it."""
     folder = Path(folder)
-    for name in (MODEL_DIR, "optimizer.safetensors", "optimizer.json", "scheduler.json", "rng.json", STATE_FILE):
+    needed = (MODEL_DIR, "rng.json", STATE_FILE)
+    if optimizer is not None:
+        needed += ("optimizer.safetensors", "optimizer.json", "scheduler.json")
+    for name in needed:
         if not (folder / name).exists():
             raise FileNotFoundError(f"Checkpoint {folder} is incomplete: {name} is missing.")
     saved = MultiTaskModel.load(folder / MODEL_DIR, device="cpu")
     if list(saved.tasks) != list(model.tasks):
         raise ValueError(f"Checkpoint {folder} has tasks {list(saved.tasks)}, the config has {list(model.tasks)}.")
     model.load_state_dict(saved.state_dict())
-    optimizer.load_state_dict(
-        _join_optimizer_state(load_file(str(folder / "optimizer.safetensors")), read_json(folder / "optimizer.json"))
-    )
-    scheduler.load_state_dict(read_json(folder / "scheduler.json"))
+    if optimizer is not None:
+        optimizer.load_state_dict(
+            _join_optimizer_state(
+                load_file(str(folder / "optimizer.safetensors")), read_json(folder / "optimizer.json")
+            )
+        )
+        scheduler.load_state_dict(read_json(folder / "scheduler.json"))
     if extra is not None and (folder / "extra.safetensors").exists():
         extra.load_state_dict(load_file(str(folder / "extra.safetensors")))
     _set_rng_state(load_file(str(folder / "rng.safetensors")), read_json(folder / "rng.json"))

@@ -15,18 +15,16 @@ from typing import Any
 
 import yaml
 
+from mtst.cache import DTYPES as CACHE_DTYPES
+from mtst.freezing import parse_freeze
+from mtst.heads import HEAD_TYPES
+from mtst.losses import LOSS_WEIGHTING
+from mtst.optim import SCHEDULES
 from mtst.pooling import POOLING_MODES
-
-TASK_TYPES = ("classification", "regression", "token_classification", "similarity")
-HEAD_TYPES = ("linear", "mlp")
-REGRESSION_OUTPUTS = ("sigmoid", "linear")
-# Valid losses per task type; the first is the default.
-TASK_LOSSES: dict[str, tuple[str, ...]] = {
-    "classification": ("cross_entropy",),
-    "regression": ("mse", "bce"),
-    "token_classification": ("cross_entropy",),  # with crf: true the CRF negative log-likelihood is used
-    "similarity": ("mnrl", "cosent", "cosine_mse"),
-}
+from mtst.precision import PRECISIONS
+from mtst.sampling import SAMPLING_STRATEGIES
+from mtst.tasks import task_class
+from mtst.tasks.regression import REGRESSION_OUTPUTS
 
 
 def _unknown_key_error(where: str, key: str, valid: Sequence[str]) -> ValueError:
@@ -91,7 +89,7 @@ class TaskConfig:
     class_weights: tuple[float, ...] | None = None  # classification: one weight per label, in label order
     crf: bool = False  # token_classification: a CRF layer with Viterbi decoding
     output: str = "sigmoid"  # regression: "sigmoid" for targets in 0..1, "linear" otherwise
-    loss: str | None = None  # see TASK_LOSSES; None picks the task type's default
+    loss: str | None = None  # valid losses depend on the type (its Task class's ``losses``); None: its default
     scale: float = 20.0  # similarity: multiplier of cosine scores in the in-batch / CoSENT losses
     score_max: float | None = None  # regression/similarity: divide targets by this (STS-B: 5.0) to map them to 0..1
     weight: float = 1.0  # static loss weight when training several tasks
@@ -104,25 +102,21 @@ class TaskConfig:
         where = f"task {self.name!r}"
         if not isinstance(self.name, str) or not self.name.isidentifier():
             raise ValueError(f"Task name {self.name!r} must be a non-empty identifier (letters, digits, underscore).")
-        if self.type not in TASK_TYPES:
-            raise ValueError(
-                f"{where}: type {self.type!r} is not valid. Valid task types are: {', '.join(TASK_TYPES)}."
-            )
+        try:
+            kind = task_class(self.type)  # the task types registered in mtst.tasks
+        except ValueError as e:
+            raise ValueError(f"{where}: {e}") from None
         if self.head not in HEAD_TYPES:
             raise ValueError(f"{where}: head {self.head!r} is not valid. Valid heads are: {', '.join(HEAD_TYPES)}.")
         if self.output not in REGRESSION_OUTPUTS:
             raise ValueError(
                 f"{where}: output {self.output!r} is not valid; use one of {', '.join(REGRESSION_OUTPUTS)}."
             )
-        valid_losses = TASK_LOSSES[self.type]
-        if self.loss is not None and self.loss not in valid_losses:
+        if self.loss is not None and self.loss not in kind.losses:
             raise ValueError(
-                f"{where}: loss {self.loss!r} is not valid for type {self.type}; use one of {', '.join(valid_losses)}."
+                f"{where}: loss {self.loss!r} is not valid for type {self.type}; use one of {', '.join(kind.losses)}."
             )
-        if self.init_from is not None and self.type == "similarity":
-            raise ValueError(f"{where}: init_from starts a head from a saved model, and a similarity task has no head.")
-        if self.crf and self.type != "token_classification":
-            raise ValueError(f"{where}: crf: true applies only to type token_classification, not {self.type}.")
+        kind.validate_config(self)  # keys that mean nothing for this type (crf, init_from, ...)
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"{where}: dropout must be in [0, 1), got {self.dropout}.")
         if self.labels is not None:
@@ -148,13 +142,7 @@ class TaskConfig:
     @property
     def resolved_loss(self) -> str:
         """The loss in use: the configured one or the task type's default."""
-        return self.loss or TASK_LOSSES[self.type][0]
-
-
-SCHEDULES = ("linear", "cosine", "constant")
-SAMPLING = ("proportional", "temperature", "round_robin")
-LOSS_WEIGHTING = ("static", "uncertainty")
-PRECISIONS = ("fp32", "bf16")
+        return self.loss or task_class(self.type).losses[0]
 
 
 @dataclass(frozen=True)
@@ -192,10 +180,10 @@ class TrainConfig:
     def __post_init__(self) -> None:
         for key, value, valid in (
             ("schedule", self.schedule, SCHEDULES),
-            ("sampling", self.sampling, SAMPLING),
+            ("sampling", self.sampling, SAMPLING_STRATEGIES),
             ("loss_weighting", self.loss_weighting, LOSS_WEIGHTING),
             ("precision", self.precision, PRECISIONS),
-            ("cache_dtype", self.cache_dtype, ("float32", "float16")),
+            ("cache_dtype", self.cache_dtype, CACHE_DTYPES),
         ):
             if value not in valid:
                 raise ValueError(f"train.{key}: {value!r} is not valid; use one of {', '.join(valid)}.")
@@ -219,8 +207,6 @@ class TrainConfig:
         object.__setattr__(self, "frozen_heads", tuple(self.frozen_heads or ()))
         if isinstance(self.freeze, Mapping):
             object.__setattr__(self, "freeze", dict(self.freeze))
-        from mtst.freezing import parse_freeze
-
         parse_freeze(self.freeze)  # raises with the valid policies
 
 
@@ -237,7 +223,7 @@ class MTSTConfig:
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"Task names must be unique; repeated: {', '.join(dupes)}.")
-        with_heads = [t.name for t in self.tasks if t.type != "similarity"]  # similarity tasks have no head
+        with_heads = [t.name for t in self.tasks if task_class(t.type).has_head]
         for head in self.train.frozen_heads:
             if head not in with_heads:
                 raise ValueError(

@@ -1,4 +1,4 @@
-"""Freezing policies for the shared backbone and heads, and layer-wise learning-rate parameter groups.
+"""Freezing policies for the shared backbone and heads: what trains (``apply_freeze``) and the backbone's parts.
 
 The backbone is split into three parts: the embeddings, the transformer layers (bottom to top), and
 everything else (the pooler, a final norm). "Everything else" sits with the top layer: it trains when
@@ -12,7 +12,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from torch import nn
 
 logger = logging.getLogger(__name__)
@@ -117,7 +116,7 @@ def embeddings_module(backbone: nn.Module) -> nn.Module:
 
 
 @dataclass
-class _BackboneParts:
+class BackboneParts:
     """The backbone's parameters split into embeddings, layers (bottom to top) and the rest (pooler, final norm)."""
 
     embeddings: list[nn.Parameter]
@@ -126,7 +125,8 @@ class _BackboneParts:
     top_name: str  # "backbone.pooler" when the rest is only the pooler, else "backbone.top"
 
 
-def _backbone_parts(backbone: nn.Module) -> _BackboneParts:
+def backbone_parts(backbone: nn.Module) -> BackboneParts:
+    """Split the backbone's parameters into embeddings, layers (bottom to top) and the rest."""
     seen: set[int] = set()
 
     def take(module: nn.Module) -> list[nn.Parameter]:
@@ -139,10 +139,11 @@ def _backbone_parts(backbone: nn.Module) -> _BackboneParts:
     top = take(backbone)
     pooler = getattr(backbone, "pooler", None)
     only_pooler = isinstance(pooler, nn.Module) and {id(p) for p in top} == {id(p) for p in pooler.parameters()}
-    return _BackboneParts(embeddings, layers, top, "backbone.pooler" if only_pooler else "backbone.top")
+    return BackboneParts(embeddings, layers, top, "backbone.pooler" if only_pooler else "backbone.top")
 
 
-def _unique(params: Iterator[nn.Parameter]) -> list[nn.Parameter]:
+def unique_params(params: Iterator[nn.Parameter]) -> list[nn.Parameter]:
+    """The parameters in order, each once (tied weights appear once)."""
     seen: set[int] = set()
     out = []
     for p in params:
@@ -152,10 +153,11 @@ def _unique(params: Iterator[nn.Parameter]) -> list[nn.Parameter]:
     return out
 
 
-def _all_params(model: Any) -> list[nn.Parameter]:
+def all_params(model: Any) -> list[nn.Parameter]:
+    """Every parameter of a model (encoder and heads), each once."""
     if isinstance(model, nn.Module):
-        return _unique(model.parameters())
-    return _unique(p for part in (model.encoder, model.heads) for p in part.parameters())
+        return unique_params(model.parameters())
+    return unique_params(p for part in (model.encoder, model.heads) for p in part.parameters())
 
 
 def _check_heads(model: Any, frozen_heads: Sequence[str]) -> list[str]:
@@ -180,8 +182,8 @@ def apply_freeze(model: Any, freeze: Any = "none", *, frozen_heads: Sequence[str
     policy, n_top = parse_freeze(freeze)
     head_names = _check_heads(model, frozen_heads)
     backbone = model.encoder.backbone
-    parts = _backbone_parts(backbone) if policy == "all_but_last" else None  # needs the layers; others do not
-    params = _all_params(model)
+    parts = backbone_parts(backbone) if policy == "all_but_last" else None  # needs the layers; others do not
+    params = all_params(model)
 
     for p in params:
         p.requires_grad_(True)
@@ -212,79 +214,3 @@ def apply_freeze(model: Any, freeze: Any = "none", *, frozen_heads: Sequence[str
 
     trainable = sum(p.numel() for p in params if p.requires_grad)
     return {"trainable": trainable, "frozen": sum(p.numel() for p in params) - trainable}
-
-
-def _check_rate(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
-        raise ValueError(f"{name} must be a number >= 0, got {value!r}.")
-    return float(value)
-
-
-def layerwise_param_groups(
-    model: Any,
-    *,
-    lr: float,
-    head_lr: float | None = None,
-    layerwise_lr_decay: float | None = None,
-    weight_decay: float = 0.01,
-) -> list[dict[str, Any]]:
-    """AdamW parameter groups of the trainable parameters, each with ``params``, ``lr``, ``weight_decay``, ``name``.
-
-    With decay d the top layer (and pooler) get ``lr``, layer i from the top ``lr * d**i``, the embeddings
-    ``lr * d**n_layers``; heads get ``head_lr`` (default ``lr``). Biases and norm weights (ndim < 2) get no decay.
-    """
-    lr = _check_rate("lr", lr)
-    head_lr = lr if head_lr is None else _check_rate("head_lr", head_lr)
-    if isinstance(weight_decay, bool) or not isinstance(weight_decay, int | float) or not weight_decay >= 0:
-        raise ValueError(f"weight_decay must be a number >= 0, got {weight_decay!r}.")
-    if layerwise_lr_decay is not None and (
-        isinstance(layerwise_lr_decay, bool)
-        or not isinstance(layerwise_lr_decay, int | float)
-        or not 0 < layerwise_lr_decay <= 1
-    ):
-        raise ValueError(
-            f"train.layerwise_lr_decay must be in (0, 1] (e.g. 0.9; 1 = no decay) or null, got {layerwise_lr_decay!r}."
-        )
-
-    backbone = model.encoder.backbone
-    # (name, lr, params) before the trainable / no-decay split, bottom of the network first.
-    blocks: list[tuple[str, float, list[nn.Parameter]]] = []
-    if layerwise_lr_decay is None:
-        blocks.append(("backbone", lr, _unique(backbone.parameters())))
-    else:
-        parts = _backbone_parts(backbone)
-        n_layers = len(parts.layers)
-        blocks.append(("backbone.embeddings", lr * layerwise_lr_decay**n_layers, parts.embeddings))
-        for i, layer in enumerate(parts.layers):
-            blocks.append((f"backbone.layer.{i}", lr * layerwise_lr_decay ** (n_layers - 1 - i), layer))
-        blocks.append((parts.top_name, lr, parts.top))
-    for name, head in model.heads.items():
-        blocks.append((f"heads.{name}", head_lr, list(head.parameters())))
-    placed = {id(p) for _, _, ps in blocks for p in ps}
-    blocks.append(("other", lr, [p for p in _all_params(model) if id(p) not in placed]))  # e.g. encoder extras
-
-    groups: list[dict[str, Any]] = []
-    seen: set[int] = set()
-    for name, group_lr, block in blocks:
-        params = [p for p in block if p.requires_grad and id(p) not in seen]
-        seen.update(id(p) for p in params)
-        decay = [p for p in params if p.ndim >= 2]
-        no_decay = [p for p in params if p.ndim < 2]  # biases, LayerNorm weights
-        if decay:
-            groups.append({"params": decay, "lr": group_lr, "weight_decay": float(weight_decay), "name": name})
-        if no_decay:
-            groups.append({"params": no_decay, "lr": group_lr, "weight_decay": 0.0, "name": f"{name}.no_decay"})
-    return groups
-
-
-def make_adamw(params: Any, *, lr: float, weight_decay: float = 0.01) -> torch.optim.AdamW:
-    """AdamW with PyTorch's fused kernel where the device has one (CPU, CUDA), else the multi-tensor one.
-
-    Left to its defaults on CPU, AdamW updates one tensor at a time: for MiniLM-L6 on 2 cores that step took
-    77 ms against 13.5 ms fused (``bench/train_speed_ner.py``), a fifth of a training step.
-    """
-    params = list(params)
-    try:
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
-    except (RuntimeError, ValueError):  # a device or dtype without the fused kernel
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, foreach=True)

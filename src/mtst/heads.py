@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+HEAD_TYPES = ("linear", "mlp")  # config key `head`: a linear layer, or an MLP with one hidden layer
+
 
 def _mlp(in_dim: int, out_dim: int, *, hidden_size: int | None, dropout: float) -> nn.Sequential:
     """Dropout + Linear, or Dropout + Linear + GELU + Dropout + Linear when ``hidden_size`` is given."""

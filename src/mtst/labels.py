@@ -1,10 +1,6 @@
-"""Label vocabularies and BIO tags: ``LabelSet`` (names <-> ids) and ``normalize_bio``.
+"""Label vocabularies: ``LabelSet`` (names <-> ids), with errors that list the known labels.
 
-BIO convention. A tag is ``O``, ``B-X`` or ``I-X`` (BIOES / IOBES tags are not accepted). An ``I-X`` that does
-not continue an entity of type X (at the start of a sentence, after ``O``, or after ``B-Y``/``I-Y`` of another
-type) starts a new entity: it is read as ``B-X``. This is the conlleval / seqeval (default mode) convention, so
-training targets and evaluation agree. ``normalize_bio`` applies it; ``mtst.data.load_token_examples`` does so
-by default.
+BIO tags themselves (checks, repair, spans) live in ``mtst.bio``.
 """
 
 from __future__ import annotations
@@ -14,27 +10,7 @@ import operator
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 
-
-def check_bio_tag(tag: str, where: str) -> None:
-    """Raise a ``ValueError`` naming ``where`` unless ``tag`` is ``O``, ``B-X`` or ``I-X``."""
-    if isinstance(tag, str) and (tag == "O" or (len(tag) > 2 and tag[:2] in ("B-", "I-"))):
-        return
-    raise ValueError(f"{where}: invalid tag {tag!r}; expected BIO tags: 'O', 'B-TYPE' or 'I-TYPE'.")
-
-
-def normalize_bio(tags: Sequence[str]) -> list[str]:
-    """Repair BIO tags: an I-X that does not continue an X entity (after O, at the start, after another type) -> B-X.
-
-    This is the conlleval / seqeval convention (see the module docstring). Other tags are returned unchanged.
-    """
-    out: list[str] = []
-    previous_type = None  # entity type of the previous tag, None after O
-    for i, tag in enumerate(tags):
-        check_bio_tag(tag, f"tag {i}")
-        kind, entity = (tag, None) if tag == "O" else (tag[0], tag[2:])
-        out.append(f"B-{entity}" if kind == "I" and entity != previous_type else tag)
-        previous_type = entity
-    return out
+from mtst.bio import check_bio_tag
 
 
 def _natural_order(labels: Iterable[str]) -> list[str]:

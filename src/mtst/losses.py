@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-IGNORE_INDEX = -100  # label of sub-words past the first one, special tokens and padding
+IGNORE_INDEX = -100  # label the losses skip: sub-words past the first, special tokens, padding (torch's default)
 
 
 def cross_entropy(
@@ -77,3 +77,25 @@ def cosent(a: torch.Tensor, b: torch.Tensor, scores: torch.Tensor, *, scale: flo
 def cosine_mse(a: torch.Tensor, b: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
     """MSE between the cosine of each pair and its gold score (scaled to 0..1)."""
     return F.mse_loss(_cosine_rows(a, b), scores.float())
+
+
+LOSS_WEIGHTING = ("static", "uncertainty")
+
+
+class LossWeights(nn.Module):
+    """Per-task loss weights: static (from the config) or learned uncertainty weights (Kendall et al., 2018).
+
+    With uncertainty weighting each task has a learned log-variance ``s``; its loss becomes ``exp(-s) * L + s``.
+    """
+
+    def __init__(self, static: dict[str, float], *, learned: bool) -> None:
+        super().__init__()
+        self.static = dict(static)
+        self.learned = learned
+        self.log_vars = nn.ParameterDict({t: nn.Parameter(torch.zeros(())) for t in static}) if learned else None
+
+    def forward(self, task: str, loss: torch.Tensor) -> torch.Tensor:
+        if self.log_vars is None:
+            return self.static[task] * loss
+        s = self.log_vars[task]
+        return torch.exp(-s) * loss + s

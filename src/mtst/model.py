@@ -6,16 +6,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
 
+from mtst import __version__
 from mtst.config import MTSTConfig, TaskConfig
-from mtst.data import LabelSet
 from mtst.diskio import atomic_folder, check_writable_folder, read_json, write_json
 from mtst.encoder import SentenceEncoder
-from mtst.entities import entities_from_words
-from mtst.tasks import Task, build_task, task_from_dict
+from mtst.tasks import PredictBatch, Task, build_task
 
 MODEL_CONFIG_FILE = "mtst_config.json"
 HEADS_FILE = "heads.safetensors"
@@ -48,27 +47,17 @@ class MultiTaskModel(nn.Module):
         labels: Mapping[str, Sequence[str]] | None = None,
         device: str | torch.device | None = None,
     ) -> MultiTaskModel:
-        """Build the encoder and fresh heads; each task's labels come from the config, ``labels``, or its train file."""
+        """Build the encoder and fresh heads; each task's labels come from the config or from ``labels``.
+
+        Reading data files (to infer labels) and ``init_from`` heads is the training set-up's job
+        (``mtst.training.setup.build_model``).
+        """
         m = config.model
         encoder = SentenceEncoder.from_pretrained(
             m.backbone, pooling=m.pooling, normalize=m.normalize, max_length=m.max_length, device=device
         )
         labels = dict(labels or {})
-        starts = {t.name: read_saved_head(t.init_from, t) for t in config.tasks if t.init_from}
-        tasks = [
-            build_task(t, starts[t.name][0] if t.name in starts else t.labels or labels.get(t.name) or infer_labels(t))
-            for t in config.tasks
-        ]
-        model = cls(encoder, tasks)
-        for name, (_, state) in starts.items():
-            mismatch = _state_mismatch(model.heads[name].state_dict(), state)
-            if mismatch:
-                raise ValueError(
-                    f"task {name!r}: the head in {config.task(name).init_from} does not fit this task's head "
-                    f"({mismatch}): use the head, hidden_size and crf of the model it was saved with."
-                )
-            model.heads[name].load_state_dict(state)
-        return model
+        return cls(encoder, [build_task(t, t.labels or labels.get(t.name)) for t in config.tasks])
 
     # ------------------------------------------------------------------ forward
     def forward(self, features: Mapping[str, torch.Tensor], tasks: Sequence[str] | None = None) -> dict[str, Any]:
@@ -79,16 +68,11 @@ class MultiTaskModel(nn.Module):
         """
         names = self._check_tasks(tasks)
         enc = self.encoder(features)  # the one backbone pass
-        out: dict[str, Any] = {}
-        for name in names:
-            level = self.tasks[name].level
-            if level == "pair":
-                out[name] = enc["sentence_embedding"]
-            elif level == "token":
-                out[name] = self.heads[name](enc["token_embeddings"])
-            else:
-                out[name] = self.heads[name](enc["sentence_embedding"])
-        return out
+        return {name: self.tasks[name].forward(self.head(name), enc) for name in names}
+
+    def head(self, name: str) -> nn.Module | None:
+        """The head of task ``name`` (``None`` for a task without one)."""
+        return self.heads[name] if name in self.heads else None  # noqa: SIM401 (ModuleDict has no .get)
 
     def _check_tasks(self, tasks: Sequence[str] | None) -> list[str]:
         if tasks is None:
@@ -109,6 +93,7 @@ class MultiTaskModel(nn.Module):
         batch_size: int = 32,
         word_tags: bool = False,
         min_entity_score: float = 0.0,
+        show_progress_bar: bool | None = None,
     ) -> list[dict[str, Any]]:
         """One dict per text with every task's prediction, from one backbone pass per batch.
 
@@ -116,13 +101,14 @@ class MultiTaskModel(nn.Module):
         ``{"text", "label", "start", "end", "score"}`` entities with character offsets into the text (and,
         with ``word_tags=True``, ``"<task>_words"``: ``[{"text", "tag", "start", "end", "score"}]``).
         Similarity tasks have no head and are skipped. Words past ``max_length`` tokens get no tag.
-        Entities whose score (mean tag probability) is below ``min_entity_score`` are left out.
+        Entities whose score (mean tag probability) is below ``min_entity_score`` are left out. A progress bar
+        shows past 8 batches unless ``show_progress_bar`` says otherwise.
         """
         items = [texts] if isinstance(texts, str) else list(texts)
         for i, t in enumerate(items):
             if not isinstance(t, str):
                 raise TypeError(f"texts[{i}] is {type(t).__name__}, not str: every text must be a string.")
-        names = [n for n in self._check_tasks(tasks) if self.tasks[n].level != "pair"]
+        names = [n for n in self._check_tasks(tasks) if self.tasks[n].has_head]
         if not items or not names:
             return [{} for _ in items]
         encoder = self.encoder
@@ -131,40 +117,27 @@ class MultiTaskModel(nn.Module):
         )
         ids, offsets = enc["input_ids"], enc["offset_mapping"]
         word_ids = [enc.word_ids(i) for i in range(len(items))]
+        crf = {name: self.tasks[name].crf_params(self.head(name)) for name in names}
         results: list[dict[str, Any]] = [{} for _ in items]
-        order = sorted(range(len(items)), key=lambda i: -len(ids[i]))
         was_training = self.training
         self.eval()
         with torch.inference_mode():
-            for start in range(0, len(order), batch_size):
-                idx = order[start : start + batch_size]
-                features = encoder._pad([ids[i] for i in idx])
+            for idx, features in encoder.batches(
+                ids, batch_size, desc="Predicting", show_progress_bar=show_progress_bar
+            ):
                 outputs = self.forward(features, names)
+                batch = PredictBatch(
+                    texts=[items[i] for i in idx],
+                    word_ids=[word_ids[i] for i in idx],
+                    offsets=[offsets[i] for i in idx],
+                    word_tags=word_tags,
+                    min_entity_score=min_entity_score,
+                )
                 for name in names:
-                    self._decode_into(
-                        name, outputs[name], idx, items, word_ids, offsets, results, word_tags, min_entity_score
-                    )
+                    for i, row in zip(idx, self.tasks[name].predict(outputs[name], batch, crf=crf[name]), strict=True):
+                        results[i].update(row)
         self.train(was_training)
         return results
-
-    def _decode_into(
-        self, name, output, idx, texts, word_ids, offsets, results, word_tags, min_entity_score=0.0
-    ) -> None:
-        task = self.tasks[name]
-        if task.level == "sentence":
-            for i, pred in zip(idx, task.decode(output), strict=True):
-                results[i][name] = pred
-            return
-        first = _first_subword_mask([word_ids[i] for i in idx], output.shape[1]).to(output.device)
-        for i, tagged in zip(idx, task.decode(self.heads[name], output, first), strict=True):
-            words = _word_offsets(word_ids[i], offsets[i])
-            entities = entities_from_words(texts[i], words, tagged)
-            results[i][name] = [e for e in entities if e["score"] >= min_entity_score]
-            if word_tags:
-                results[i][f"{name}_words"] = [
-                    {"text": texts[i][s:e], "tag": tag, "start": s, "end": e, "score": round(p, 4)}
-                    for (s, e), (tag, p) in zip(words, tagged, strict=True)
-                ]
 
     # ------------------------------------------------------------------ save / load
     def save(
@@ -177,22 +150,18 @@ class MultiTaskModel(nn.Module):
         name (e.g. ``"default"``); its weight fingerprint is recorded and checked on load. ``extra`` is stored
         as-is in the config (e.g. the metrics the heads reached).
         """
-        from safetensors.torch import save_file
-
         path = Path(path)
         is_model = (path / MODEL_CONFIG_FILE).exists()
         check_writable_folder(path, overwrite=overwrite or is_model, what="mtst model")
         config = self.get_config()
         if not include_encoder:
-            from mtst.cache import backbone_fingerprint
-
             source = getattr(self.encoder, "source", None)
             if source is None or Path(str(source)).exists():
                 raise ValueError(
                     "include_encoder=False needs an encoder loaded by name (e.g. 'default'), so load() can find it; "
                     f"this one came from {source!r}."
                 )
-            config["encoder"].update({"source": str(source), "fingerprint": backbone_fingerprint(self.encoder)})
+            config["encoder"].update({"source": str(source), "fingerprint": self.encoder.fingerprint()})
         if extra:
             config["extra"] = extra
         with atomic_folder(path, overwrite=True, what="mtst model") as tmp:
@@ -205,8 +174,7 @@ class MultiTaskModel(nn.Module):
         return path
 
     def get_config(self) -> dict[str, Any]:
-        from mtst import __version__
-
+        """Format, versions, encoder settings and every task (config and labels), as saved in ``mtst_config.json``."""
         return {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -218,8 +186,6 @@ class MultiTaskModel(nn.Module):
     @classmethod
     def load(cls, path: str | Path, *, device: str | torch.device | None = None) -> MultiTaskModel:
         """Load a folder written by ``save``; a missing or mismatched file gives an error naming it."""
-        from safetensors.torch import load_file
-
         path = Path(path)
         conf_file, conf = path / MODEL_CONFIG_FILE, read_model_config(path)
         e = conf["encoder"]
@@ -233,18 +199,15 @@ class MultiTaskModel(nn.Module):
             max_length=e["max_length"],
             device=device,
         )
-        if "fingerprint" in e:
-            from mtst.cache import backbone_fingerprint
-
-            if backbone_fingerprint(encoder) != e["fingerprint"]:
-                raise ValueError(
-                    f"{conf_file}: these heads were trained on a different {e['source']!r} backbone "
-                    "(weight fingerprint mismatch); retrain them or load the backbone they were made with."
-                )
-        model = cls(encoder, [task_from_dict(t) for t in conf["tasks"]])
+        if "fingerprint" in e and encoder.fingerprint() != e["fingerprint"]:
+            raise ValueError(
+                f"{conf_file}: these heads were trained on a different {e['source']!r} backbone "
+                "(weight fingerprint mismatch); retrain them or load the backbone they were made with."
+            )
+        model = cls(encoder, [build_task(TaskConfig(**t)) for t in conf["tasks"]])
         model.extra = conf.get("extra", {})
         state = load_file(str(path / HEADS_FILE))
-        mismatch = _state_mismatch(model.heads.state_dict(), state)
+        mismatch = state_mismatch(model.heads.state_dict(), state)
         if mismatch:
             raise ValueError(f"{path / HEADS_FILE} does not match {conf_file}: {mismatch}")
         model.heads.load_state_dict(state)
@@ -277,7 +240,7 @@ def read_model_config(path: str | Path) -> dict[str, Any]:
     return conf
 
 
-def _state_mismatch(expected: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor]) -> str:
+def state_mismatch(expected: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor]) -> str:
     """What keeps ``state`` from loading into a module with ``expected``'s weights ("" if nothing)."""
     missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
     wrong = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
@@ -290,8 +253,6 @@ def _state_mismatch(expected: Mapping[str, torch.Tensor], state: Mapping[str, to
 
 def read_saved_head(path: str | Path, task: TaskConfig) -> tuple[list[str] | None, dict[str, torch.Tensor]]:
     """Labels and head weights of ``task.name`` in the mtst model at ``path``, to start a new run's head from them."""
-    from safetensors.torch import load_file
-
     where = f"task {task.name!r}: init_from {path}"
     heads_file = Path(path) / HEADS_FILE
     try:
@@ -313,40 +274,3 @@ def read_saved_head(path: str | Path, task: TaskConfig) -> tuple[list[str] | Non
     prefix = f"{task.name}."
     state = {k[len(prefix) :]: v for k, v in load_file(str(heads_file)).items() if k.startswith(prefix)}
     return names, state
-
-
-def infer_labels(task: TaskConfig) -> LabelSet | None:
-    """Label set read from the task's train file (sorted classes; BIO tags with ``O`` first)."""
-    from mtst.taskdata import load_split
-
-    if task.type not in ("classification", "token_classification"):
-        return None
-    if task.train is None:
-        raise ValueError(f"task {task.name!r} needs its label set: give 'labels:' in the config or a 'train:' file.")
-    examples = load_split(task, task.train, "train")  # the same reader and columns that training uses
-    if task.type == "token_classification":
-        return LabelSet.infer_bio(ex.tags for ex in examples)
-    return LabelSet.infer(str(ex.label) for ex in examples)
-
-
-def _first_subword_mask(word_ids: Sequence[Sequence[int | None]], width: int) -> torch.Tensor:
-    """``[batch, width]`` booleans: True on the first sub-word of each word."""
-    mask = np.zeros((len(word_ids), width), dtype=bool)
-    for r, wids in enumerate(word_ids):
-        w = np.array([-1 if x is None else x for x in wids], dtype=np.int64)  # [seq]
-        prev = np.concatenate([[-1], w[:-1]])
-        mask[r, : len(w)] = (w >= 0) & (w != prev)
-    return torch.from_numpy(mask)
-
-
-def _word_offsets(word_ids: Sequence[int | None], offsets: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Character span ``(start, end)`` of each word, in order of first sub-word."""
-    spans: dict[int, list[int]] = {}
-    for w, (s, e) in zip(word_ids, offsets, strict=True):
-        if w is None:
-            continue
-        if w in spans:
-            spans[w][1] = e
-        else:
-            spans[w] = [s, e]
-    return [(s, e) for s, e in spans.values()]

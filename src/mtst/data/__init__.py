@@ -1,0 +1,1 @@
+"""Data: examples (``examples``), raw file readers (``readers``), example loaders (``loaders``), splits (``splits``)."""

@@ -1,0 +1,121 @@
+"""The run folder: ``train()`` drives an engine and writes metrics.jsonl, the best model, checkpoints and curves.
+
+``output_dir/model`` holds the best model (the last one if no task has dev data), ``checkpoint/`` the state to
+resume from, ``metrics.jsonl`` every logged loss and evaluation, ``curves.png`` their plot.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from mtst.config import MTSTConfig, save_config
+from mtst.diskio import check_writable_folder
+from mtst.plotting import plot_training_curves
+from mtst.training.heads import HeadTrainer, uses_cache
+from mtst.training.loop import StepRecord, Trainer
+
+CHECKPOINT_DIR = "checkpoint"
+MODEL_DIR = "model"
+METRICS_FILE = "metrics.jsonl"
+
+
+def build_trainer(config: MTSTConfig, *, device: str | None = None) -> Trainer | HeadTrainer:
+    """The engine a config asks for: heads from cached embeddings (frozen backbone, ``use_cache``) or the full loop."""
+    return HeadTrainer(config, device=device) if uses_cache(config) else Trainer(config, device=device)
+
+
+def _append_jsonl(path: Path, record: dict[str, Any]) -> None:
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop records past ``step`` (from the part of a killed run that the checkpoint does not hold)."""
+    if path.exists():
+        lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+        kept = [ln for ln in lines if json.loads(ln).get("step", 0) <= step]
+        path.write_text("".join(ln + "\n" for ln in kept), encoding="utf-8")
+
+
+def train(
+    config: MTSTConfig,
+    output_dir: str | Path,
+    *,
+    overwrite: bool = False,
+    resume: bool = False,
+    progress: bool = True,
+    on_step: Callable[[StepRecord], None] | None = None,
+    device: str | None = None,
+) -> dict[str, Any]:
+    """Train the config's tasks on one shared backbone; write the best model, metrics and curves to ``output_dir``.
+
+    ``output_dir/model`` holds the best model (the last one if no task has dev data), ``checkpoint/`` the
+    state to ``resume`` from, ``metrics.jsonl`` every logged loss and evaluation, ``curves.png`` their plot.
+    """
+    out = Path(output_dir)
+    ckpt = out / CHECKPOINT_DIR
+    if resume:
+        if not (ckpt / "trainer_state.json").exists():
+            raise FileNotFoundError(f"Cannot resume: {ckpt} holds no checkpoint. Start without --resume.")
+    else:
+        check_writable_folder(out, overwrite=overwrite, what="training run")
+    trainer = build_trainer(config, device=device)
+    t = config.train
+    metrics_file = out / METRICS_FILE
+    if trainer.is_main_process and not resume:
+        if out.exists() and overwrite:
+            shutil.rmtree(out)
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(config, out / "config.yaml")
+    trainer.wait_for_everyone()
+    if resume:
+        trainer.restore(ckpt)
+        if trainer.is_main_process:
+            _truncate_metrics(metrics_file, trainer.state.step)
+    save_every = t.save_every
+    last_metrics: dict[str, dict[str, float]] | None = None
+    bar = tqdm(
+        total=trainer.total_steps,
+        initial=trainer.state.step,
+        desc="Training",
+        disable=not (progress and trainer.is_main_process),
+    )
+    for record in trainer.steps():
+        bar.update(1)
+        bar.set_postfix(task=record.task, loss=f"{record.loss:.4f}")
+        main = trainer.is_main_process
+        if main and (record.step % t.log_every == 0 or record.step == 1):
+            _append_jsonl(
+                metrics_file,
+                {"step": record.step, "epoch": round(record.epoch, 4), "lr": record.lr, "loss": record.losses},
+            )
+        if record.metrics is not None:
+            last_metrics = record.metrics
+            if main:
+                _append_jsonl(metrics_file, {"step": record.step, "eval": record.metrics, "score": record.score})
+                if record.is_best:
+                    trainer.model.save(out / MODEL_DIR)
+        due = (save_every and record.step % save_every == 0) or (save_every is None and record.metrics is not None)
+        if due or record.step == trainer.total_steps or record.stop:
+            trainer.save(ckpt)
+        if on_step is not None:
+            on_step(record)
+    bar.close()
+    if trainer.is_main_process:
+        if not trainer.dev_data:
+            trainer.model.save(out / MODEL_DIR)
+        plot_training_curves(metrics_file, out / "curves.png")
+    trainer.wait_for_everyone()
+    return {
+        "steps": trainer.state.step,
+        "best_step": trainer.state.best_step,
+        "best_score": trainer.state.best_score,
+        "final_metrics": last_metrics,
+        "model_dir": str(out / MODEL_DIR),
+    }
