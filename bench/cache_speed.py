@@ -78,12 +78,12 @@ def speed(args, encoder, texts: list[str], labels: np.ndarray) -> dict:
 def quality(args) -> dict:
     from sklearn.linear_model import LogisticRegression
 
-    from mtst.batching import encode_examples
     from mtst.cache import EmbeddingCache
     from mtst.evaluation import evaluate_task
-    from mtst.headtraining import cache_task_data
+    from mtst.metrics import classification_metrics, entity_metrics
     from mtst.model import MultiTaskModel, demo_heads_path
-    from mtst.taskdata import load_task_splits
+    from mtst.tasks import read_splits
+    from mtst.training.heads import cache_task_data, cached_runner
 
     model = MultiTaskModel.load(demo_heads_path())
     cache = EmbeddingCache(args.cache_dir, dtype="float16")
@@ -102,14 +102,14 @@ def quality(args) -> dict:
             test=str(eval_src) if split == "test" else None,
             dev_fraction=0.1 if eval_src is None else None,
         )
-        splits = load_task_splits(cfg, seed=42, splits=("train", split))
+        splits = read_splits(cfg, seed=42, splits=("train", split))
         tok, max_len = model.encoder.tokenizer, model.encoder.max_length
-        train = cache_task_data(model, name, splits.train, encode_examples(task, splits.train, tok, max_len), cache)
+        train = cache_task_data(model.encoder, task, splits.train, task.encode(splits.train, tok, max_len), cache)
         held = getattr(splits, split)
-        ev = cache_task_data(model, name, held, encode_examples(task, held, tok, max_len), cache)
-        ours = evaluate_task(model, name, ev.encoded, cached=ev)
+        ev = cache_task_data(model.encoder, task, held, task.encode(held, tok, max_len), cache)
+        ours = evaluate_task(model, name, ev.encoded, runner=cached_runner(model, name, ev))
         t0 = time.perf_counter()
-        if task.level == "token":
+        if task.cache_kind == "token":
             xs = np.concatenate(
                 [s[np.array(t) != -100] for s, t in zip(train.inputs, train.encoded.targets, strict=True)]
             )
@@ -122,7 +122,7 @@ def quality(args) -> dict:
                 g = [task.labels.name(int(i)) for i in np.array(t)[first]]
                 pred_tags.append(p + ["O"] * (n - len(p)))
                 gold_tags.append(g + ["O"] * (n - len(g)))
-            theirs = task.evaluate(pred_tags, gold_tags)
+            theirs = entity_metrics(pred_tags, gold_tags)
             key = "entity_f1"
             # is a low score under- or over-fitting? word-level accuracy on train vs eval, and iterations used
             xe = np.concatenate([s[np.array(t) != -100] for s, t in zip(ev.inputs, ev.encoded.targets, strict=True)])
@@ -134,8 +134,10 @@ def quality(args) -> dict:
         else:
             lr = LogisticRegression(max_iter=1000).fit(train.inputs, np.array(train.encoded.targets))
             preds = lr.predict(ev.inputs)
-            theirs = task.evaluate(
-                [task.labels.name(int(p)) for p in preds], [task.labels.name(int(g)) for g in ev.encoded.targets]
+            theirs = classification_metrics(
+                [task.labels.name(int(p)) for p in preds],
+                [task.labels.name(int(g)) for g in ev.encoded.targets],
+                task.labels.names,
             )
             key = "accuracy"
         out[name] = {
@@ -166,7 +168,7 @@ def main() -> None:
 
     import torch
 
-    from mtst.data import load_sentence_examples
+    from mtst.data.loaders import load_sentence_examples
     from mtst.encoder import SentenceEncoder
 
     torch.set_num_threads(2)

@@ -81,7 +81,7 @@ Call = Callable[[list[str], int], Any]
 
 def load_texts(datasets: Path) -> tuple[list[str], dict[str, int]]:
     """The benchmark's fixed selection of texts, and how many came from each file."""
-    from mtst.data import load_sentence_examples, load_token_examples
+    from mtst.data.loaders import load_sentence_examples, load_token_examples
 
     sst2, trec, wikiann = datasets / "sst2" / "dev.tsv", datasets / "trec" / "train.tsv", datasets / "wikiann_en"
     for path in (sst2, trec, wikiann / "test.conll"):

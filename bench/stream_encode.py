@@ -28,7 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def build_corpus(datasets: Path, out: Path, n: int, max_words: int = 24) -> int:
     """Write ``n`` lines cycled from the distinct short sentences of the shared data; returns the distinct count."""
-    from mtst.data import load_sentence_examples, read_conll
+    from mtst.data.loaders import load_sentence_examples
+    from mtst.data.readers import read_conll
 
     texts: list[str] = []
     texts += [r.text for r in load_sentence_examples(datasets / "sst2" / "train.tsv")]

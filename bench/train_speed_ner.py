@@ -104,7 +104,6 @@ def run_hf(train, test, labels, args, *, bf16: bool) -> dict:
 
 def run_mtst(train_path: Path, test, n_train: int | None, args, *, crf: bool = True) -> dict:
     """mtst's trainer on the same data (a CRF head, or a linear one like HF's); returns speed and test F1."""
-    from mtst.batching import encode_examples
     from mtst.config import MTSTConfig
     from mtst.evaluation import evaluate_task
     from mtst.training import Trainer
@@ -139,7 +138,7 @@ def run_mtst(train_path: Path, test, n_train: int | None, args, *, crf: bool = T
         pass
     seconds = time.perf_counter() - start
     task = trainer.model.tasks["entities"]
-    data = encode_examples(task, test, trainer.model.encoder.tokenizer, trainer.model.encoder.max_length)
+    data = task.encode(test, trainer.model.encoder.tokenizer, trainer.model.encoder.max_length)
     metrics = evaluate_task(trainer.model, "entities", data, autocast=True)
     return {"seconds": seconds, "sent_per_s": n * args.epochs / seconds, "f1": metrics["entity_f1"]}
 
@@ -161,7 +160,8 @@ def main() -> None:
 
     import torch
 
-    from mtst.data import LabelSet, load_token_examples
+    from mtst.data.loaders import load_token_examples
+    from mtst.labels import LabelSet
 
     torch.set_num_threads(2)
     train_path = args.datasets / "wikiann_en" / "train.conll"

@@ -65,13 +65,13 @@ def train_run(cfg: dict[str, Any], label: str, setup=None) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
     from mtst.config import MTSTConfig
-    from mtst.training import Trainer
+    from mtst.training import build_trainer
 
     if SMOKE:
         cfg = {**cfg, "train": {**cfg["train"], "max_steps": 3, "epochs": 1}}
         cfg["tasks"] = [{**t, "max_train_examples": 64} for t in cfg["tasks"]]
     start = time.perf_counter()
-    trainer = Trainer(MTSTConfig.from_dict(cfg), device="cpu")
+    trainer = build_trainer(MTSTConfig.from_dict(cfg), device="cpu")
     if setup is not None:
         setup(trainer)
     prepared = time.perf_counter()
@@ -96,7 +96,7 @@ def stsb_spearman(encoder, d: Path) -> float:
     import numpy as np
     from scipy.stats import spearmanr
 
-    from mtst.data import load_sentence_examples
+    from mtst.data.loaders import load_sentence_examples
 
     rows = load_sentence_examples(
         d / "stsb/dev.tsv", text_column="sentence1", pair_column="sentence2", label_column="score", label_type="number"
@@ -166,21 +166,20 @@ def freezing(d: Path) -> None:
 
 def frozen_head(d: Path) -> None:
     """Fine-tune on TREC with the shipped sentiment head frozen; measure sentiment on SST-2 dev before and after."""
-    from mtst.batching import encode_examples
     from mtst.evaluation import evaluate_task
     from mtst.model import MultiTaskModel, demo_heads_path
-    from mtst.taskdata import load_task_splits
+    from mtst.tasks import read_splits
 
     demo = MultiTaskModel.load(demo_heads_path(), device="cpu")
     sent_task = demo.tasks["sentiment"]
     dev_cfg = dataclasses.replace(sent_task.config, train=str(d / "sst2/train.tsv"), dev=str(d / "sst2/dev.tsv"))
-    dev = load_task_splits(dev_cfg, seed=42, splits=("dev",)).dev
+    dev = read_splits(dev_cfg, seed=42, splits=("dev",)).dev
 
     def sentiment_acc(encoder) -> float:
         model = MultiTaskModel(encoder, [sent_task])
         model.heads["sentiment"].load_state_dict(demo.heads["sentiment"].state_dict())
         model.eval()
-        data = encode_examples(sent_task, dev, encoder.tokenizer, encoder.max_length)
+        data = sent_task.encode(dev, encoder.tokenizer, encoder.max_length)
         return evaluate_task(model, "sentiment", data)["accuracy"]
 
     before = sentiment_acc(demo.encoder)
@@ -243,7 +242,8 @@ def separate(d: Path, rounds: int = 3) -> None:
     import torch
 
     from mtst.config import load_config
-    from mtst.data import load_sentence_examples, read_conll
+    from mtst.data.loaders import load_sentence_examples
+    from mtst.data.readers import read_conll
     from mtst.evaluation import evaluate_model
     from mtst.model import MultiTaskModel
 

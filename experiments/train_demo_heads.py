@@ -78,11 +78,11 @@ def main() -> None:
     import torch
     from tqdm.auto import tqdm
 
-    from mtst.training import Trainer
+    from mtst.training import build_trainer
 
     torch.set_num_threads(2)
     start = time.perf_counter()
-    trainer = Trainer(demo_config(args.datasets, args.cache_dir, args.epochs), device="cpu")
+    trainer = build_trainer(demo_config(args.datasets, args.cache_dir, args.epochs), device="cpu")
     prepared = time.perf_counter()
     record = None
     with tqdm(total=trainer.total_steps, desc="Training heads") as bar:

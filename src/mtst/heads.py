@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torchcrf import CRF
 
 HEAD_TYPES = ("linear", "mlp")  # config key `head`: a linear layer, or an MLP with one hidden layer
 
@@ -51,12 +52,7 @@ class TokenClassificationHead(nn.Module):
     ) -> None:
         super().__init__()
         self.net = _mlp(in_dim, n_tags, hidden_size=hidden_size, dropout=dropout)
-        if crf:
-            from torchcrf import CRF
-
-            self.crf: nn.Module | None = CRF(n_tags, batch_first=True)
-        else:
-            self.crf = None
+        self.crf: nn.Module | None = CRF(n_tags, batch_first=True) if crf else None
 
     def forward(self, token_states: torch.Tensor) -> torch.Tensor:
         return self.net(token_states)  # [batch, seq, n_tags] emissions

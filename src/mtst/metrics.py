@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from scipy.stats import pearsonr, spearmanr
+from seqeval.metrics import f1_score, precision_score, recall_score
 
 
 def accuracy(preds: Sequence, golds: Sequence) -> float:
@@ -33,8 +35,6 @@ def classification_metrics(preds: Sequence[str], golds: Sequence[str], labels: S
 
 def correlation_metrics(preds: Sequence[float], golds: Sequence[float]) -> dict[str, float]:
     """Pearson and Spearman correlation (NaN when either side is constant)."""
-    from scipy.stats import pearsonr, spearmanr
-
     p, g = np.asarray(preds, dtype=np.float64), np.asarray(golds, dtype=np.float64)
     if len(p) < 2 or np.ptp(p) == 0 or np.ptp(g) == 0:
         return {"pearson": float("nan"), "spearman": float("nan")}
@@ -43,8 +43,6 @@ def correlation_metrics(preds: Sequence[float], golds: Sequence[float]) -> dict[
 
 def entity_metrics(pred_tags: Sequence[Sequence[str]], gold_tags: Sequence[Sequence[str]]) -> dict[str, float]:
     """Entity-level precision, recall and F1 (seqeval, conlleval convention) over word-level BIO tags."""
-    from seqeval.metrics import f1_score, precision_score, recall_score
-
     pred_tags, gold_tags = [list(s) for s in pred_tags], [list(s) for s in gold_tags]
     for i, (p, g) in enumerate(zip(pred_tags, gold_tags, strict=True)):
         if len(p) != len(g):

@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from mtst import __version__
+from mtst.version import __version__
 from mtst.config import MTSTConfig, TaskConfig
 from mtst.diskio import atomic_folder, check_writable_folder, read_json, write_json
 from mtst.encoder import SentenceEncoder

@@ -1,25 +1,23 @@
-"""Figures: a labelled similarity heatmap (matplotlib, headless backend)."""
+"""Figures: a labelled similarity heatmap and training curves (matplotlib ``Figure`` objects, no pyplot state)."""
 
 from __future__ import annotations
 
+import json
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from matplotlib.figure import Figure
 
 
 def plot_similarity_heatmap(texts: Sequence[str], sim: np.ndarray, path: str | Path) -> Path:
     """Save a heatmap of the cosine matrix ``sim`` with each text as a row and column label."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
     labels = [textwrap.shorten(t, width=40, placeholder="…") or "(empty)" for t in texts]
     n = len(texts)
     size = max(4.0, 0.6 * n + 3)
-    fig, ax = plt.subplots(figsize=(size + 1.5, size))
+    fig = Figure(figsize=(size + 1.5, size))
+    ax = fig.subplots()
     im = ax.imshow(sim, vmin=min(0.0, float(sim.min())), vmax=1.0, cmap="viridis")
     ax.set_xticks(range(n), labels, rotation=45, ha="right", fontsize=8)
     ax.set_yticks(range(n), labels, fontsize=8)
@@ -41,19 +39,11 @@ def plot_similarity_heatmap(texts: Sequence[str], sim: np.ndarray, path: str | P
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path
 
 
 def plot_training_curves(metrics_file: str | Path, path: str | Path) -> Path | None:
     """Plot each task's training loss and dev metrics against steps from a run's ``metrics.jsonl``."""
-    import json
-
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
     metrics_file = Path(metrics_file)
     if not metrics_file.exists():
         return None
@@ -68,7 +58,8 @@ def plot_training_curves(metrics_file: str | Path, path: str | Path) -> Path | N
         for task, values in (rec.get("eval") or {}).items():
             for metric, value in values.items():
                 evals.setdefault(f"{task}.{metric}", []).append((rec["step"], value))
-    fig, (ax_loss, ax_eval) = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig = Figure(figsize=(12, 4.5))
+    ax_loss, ax_eval = fig.subplots(1, 2)
     for task, points in losses.items():
         ax_loss.plot(*zip(*points, strict=True), label=task, alpha=0.8)
     ax_loss.set(xlabel="step", ylabel="training loss", title="Loss")
@@ -82,5 +73,4 @@ def plot_training_curves(metrics_file: str | Path, path: str | Path) -> Path | N
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path

@@ -17,7 +17,7 @@ import transformers
 from huggingface_hub import snapshot_download
 from transformers.utils import logging as hf_logging
 
-from mtst import __version__
+from mtst.version import __version__
 from mtst.diskio import read_json, write_json
 from mtst.pooling import check_pooling
 
