@@ -21,6 +21,7 @@ class EncodedData:
     targets: list[Any]
     pair_ids: list[list[int]] | None = None  # similarity: the second sentence
     n_words: list[int] | None = None  # token tasks: words per example (before truncation)
+    word_targets: list[list[int]] | None = None  # token tasks: every word's tag id, truncated words included
 
     def __len__(self) -> int:
         return len(self.input_ids)

@@ -48,14 +48,15 @@ class TokenClassificationTask(Task):
         return LabelSet.infer_bio(ex.tags for ex in examples)
 
     def encode(self, examples: Sequence[TokenExample], tokenizer: Any, max_length: int) -> EncodedData:
-        ids, targets, n_words = [], [], []
+        ids, targets, n_words, word_targets = [], [], [], []
         for ex in examples:
             tag_ids = [self.labels.id(t, source=ex.source, task=self.name) for t in ex.tags]
             enc = encode_words(tokenizer, ex.tokens, tags=tag_ids, max_length=max_length)
             ids.append(enc["input_ids"])
             targets.append(enc["labels"])
             n_words.append(len(ex.tokens))
-        return EncodedData(ids, targets, n_words=n_words)
+            word_targets.append(tag_ids)  # the whole sentence: metrics score the words truncation cut off too
+        return EncodedData(ids, targets, n_words=n_words, word_targets=word_targets)
 
     def collate(self, data: EncodedData, index: Sequence[int], pad_id: int) -> tuple[dict[str, torch.Tensor], Any]:
         features = features_for([data.input_ids[i] for i in index], pad_id)
@@ -139,12 +140,14 @@ class TokenClassificationTask(Task):
         return [[tag for tag, _ in words] for words in self.decode_words(output, first.to(output.device), crf)]
 
     def metrics(self, preds: Sequence[list[str]], data: EncodedData) -> dict[str, float]:
+        """Entity precision, recall and F1 against every word's gold tag, the words past ``max_length`` included."""
+        if data.word_targets is None:
+            raise ValueError(f"task {self.name!r}: the encoded data has no word tags; encode it with this task.")
         pred_tags, gold_tags = [], []
-        for p, labels, n in zip(preds, data.targets, data.n_words, strict=True):
-            gold = [self.labels.name(t) for t in labels if t != IGNORE_INDEX]
-            # words cut off by max_length count as predicted "O" against their full gold tags
-            pred_tags.append(p + ["O"] * (n - len(p)))
-            gold_tags.append(gold + ["O"] * (n - len(gold)))
+        for p, gold in zip(preds, data.word_targets, strict=True):
+            # words cut off by max_length got no prediction: they count as "O", a miss for a gold entity there
+            pred_tags.append(p + ["O"] * (len(gold) - len(p)))
+            gold_tags.append([self.labels.name(t) for t in gold])
         return metrics.entity_metrics(pred_tags, gold_tags)
 
 

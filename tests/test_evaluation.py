@@ -1,0 +1,43 @@
+"""Evaluation: metrics that count what truncation cut off, and ``evaluate_model`` on the rows a run held out."""
+
+import pytest
+import torch
+
+from mtst.config import TaskConfig
+from mtst.data.examples import TokenExample
+from mtst.evaluation import evaluate_task
+from mtst.losses import IGNORE_INDEX
+from mtst.model import MultiTaskModel
+from mtst.tasks import build_task
+
+TAGS = ["O", "B-LOC", "I-LOC"]
+
+
+def oracle_runner(task, data):
+    """A runner whose emissions pick the gold tag of every word that survived truncation."""
+
+    def run(index):
+        _, targets = task.collate(data, index, 0)  # [batch, seq] tag ids, -100 off first sub-words
+        out = torch.nn.functional.one_hot(targets.clamp(min=0), len(TAGS)).float() * 10  # [batch, seq, n_tags]
+        return out, targets
+
+    return run
+
+
+def test_entities_cut_off_by_truncation_count_as_misses(tiny_encoder):
+    task = build_task(TaskConfig(name="ner", type="token_classification"), TAGS)
+    model = MultiTaskModel(tiny_encoder, [task])
+    examples = [
+        # max_length 6 = [CLS] + 4 words + [SEP]: "london" and the last "paris" are cut off
+        TokenExample(["paris"] + ["the"] * 5 + ["london", "paris"], ["B-LOC"] + ["O"] * 5 + ["B-LOC", "B-LOC"]),
+        # the entity "london paris" loses its second word: the prediction "london" is wrong, and the gold is missed
+        TokenExample(["the", "the", "the", "london", "paris"], ["O", "O", "O", "B-LOC", "I-LOC"]),
+        TokenExample(["london"], ["B-LOC"]),
+    ]
+    data = task.encode(examples, tiny_encoder.tokenizer, max_length=6)
+    assert [sum(t != IGNORE_INDEX for t in row) for row in data.targets] == [4, 4, 1]  # the truncation happened
+    metrics = evaluate_task(model, "ner", data, runner=oracle_runner(task, data))
+    # gold: 3 + 1 + 1 = 5 entities; predicted: "paris", "london" (wrong span), "london": 3, of which 2 are right
+    assert metrics["entity_precision"] == pytest.approx(2 / 3)
+    assert metrics["entity_recall"] == pytest.approx(2 / 5)
+    assert metrics["entity_f1"] == pytest.approx(0.5)
