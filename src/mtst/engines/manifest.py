@@ -43,7 +43,7 @@ def model_fingerprint(encoder: Any) -> str:
 
 def build_manifest(encoder: Any, plan: Plan, settings: dict[str, Any], *, fingerprint: str) -> dict[str, Any]:
     """The manifest of a run: the model (fingerprint, pooling, normalization, max length, dim), settings, plan."""
-    from mtst import __version__
+    from mtst.version import __version__
 
     return {
         "format": FORMAT,

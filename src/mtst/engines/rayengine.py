@@ -7,6 +7,7 @@ written by the actors, so the output folder must be one that every node sees (a 
 
 from __future__ import annotations
 
+import builtins
 import logging
 import socket
 from collections.abc import Callable, Sequence
@@ -57,24 +58,24 @@ class FragmentEncoder:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         index = batch["index"]  # [k] fragment numbers
-        rows = [encode_fragment(self.encoder, self.fragments[int(i)], self.settings) for i in index]
-        return {"index": index, "rows": np.asarray(rows, dtype=np.int64)}
+        rows, errors = [], []
+        for i in index:
+            try:
+                rows.append(encode_fragment(self.encoder, self.fragments[int(i)], self.settings))
+                errors.append("")
+            except (ValueError, OSError) as e:  # bad input: sent back as data (Ray would keep only a traceback)
+                rows.append(0)
+                errors.append(f"{type(e).__name__}:{e}")
+        return {"index": index, "rows": np.asarray(rows, dtype=np.int64), "error": np.asarray(errors, dtype=object)}
 
 
-def _user_error(error: BaseException) -> BaseException | None:
-    """The first built-in ValueError / OSError behind a Ray exception (a user's bad input), else None."""
-    seen: set[int] = set()
-    todo: list[BaseException] = [error]
-    while todo:
-        e = todo.pop(0)
-        if id(e) in seen:
-            continue
-        seen.add(id(e))
-        if isinstance(e, (ValueError, OSError)) and type(e).__module__ == "builtins":
-            return e
-        # RayTaskError keeps the worker's exception in .cause; Python chains in __cause__ / __context__
-        todo += [x for x in (getattr(e, "cause", None), e.__cause__, e.__context__) if isinstance(x, BaseException)]
-    return None
+def raise_worker_error(error: str) -> None:
+    """Raise a worker's ``"TypeName:message"`` in the driver as that built-in error type."""
+    name, _, message = error.partition(":")
+    kind = getattr(builtins, name, None)
+    if not (isinstance(kind, type) and issubclass(kind, (ValueError, OSError))):
+        kind = ValueError
+    raise kind(message)
 
 
 def run_ray(
@@ -130,15 +131,12 @@ def run_ray(
             num_cpus=cpus_per_worker,
             num_gpus=gpus_per_worker,
         )
-        try:
-            for batch in ds.iter_batches(batch_size=None):
-                if on_rows is not None:
-                    on_rows(int(batch["rows"].sum()))
-        except Exception as e:
-            cause = _user_error(e)
-            if cause is None:
-                raise
-            raise cause from None
+        for batch in ds.iter_batches(batch_size=None):
+            for error in batch["error"]:
+                if error:
+                    raise_worker_error(str(error))
+            if on_rows is not None:
+                on_rows(int(batch["rows"].sum()))
     finally:
         if started:
             ray.shutdown()
