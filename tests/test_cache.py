@@ -3,6 +3,7 @@ import multiprocessing as mp
 
 import numpy as np
 import pytest
+import torch
 
 from mtst.cache import EmbeddingCache
 from mtst.encoder import SentenceEncoder
@@ -56,6 +57,50 @@ def test_key_separation(tiny_model_dir, tmp_path):
     for enc, res in zip(variants, results, strict=True):
         np.testing.assert_allclose(res, enc.encode(TEXTS), atol=1e-6)
     assert not np.allclose(results[0], results[1])
+
+
+def _perturb_in_place(enc):
+    with torch.no_grad():
+        p = enc.backbone.encoder.layer[0].attention.self.query.weight
+        p.add_(torch.randn_like(p))
+
+
+def _sgd_step(enc):
+    opt = torch.optim.SGD(enc.backbone.parameters(), lr=1.0)
+    enc(enc.tokenize(TEXTS[:3]))["sentence_embedding"].pow(2).sum().backward()
+    opt.step()
+
+
+def _load_other_weights(enc):
+    other = {k: v + torch.randn_like(v) if v.is_floating_point() else v for k, v in enc.backbone.state_dict().items()}
+    enc.backbone.load_state_dict(other)
+
+
+def _replace_parameter(enc):
+    attn = enc.backbone.encoder.layer[0].attention.self
+    attn.query.weight = torch.nn.Parameter(torch.randn_like(attn.query.weight))
+
+
+@pytest.mark.parametrize("change", [_perturb_in_place, _sgd_step, _load_other_weights, _replace_parameter])
+def test_key_follows_weights_changed_in_place(tiny_encoder, tmp_path, change):
+    """The same encoder object with new weights is another entry: its old vectors are not served."""
+    cache = EmbeddingCache(tmp_path)
+    calls = {"n": 0}
+    fingerprint = tiny_encoder.fingerprint
+
+    def counting():
+        calls["n"] += 1
+        return fingerprint()
+
+    tiny_encoder.fingerprint = counting
+    before = cache.get(tiny_encoder, TEXTS)
+    cache.get(tiny_encoder, TEXTS)
+    assert calls["n"] == 1  # unchanged weights: the fingerprint is not recomputed
+    change(tiny_encoder)
+    after = cache.get(tiny_encoder, TEXTS)
+    np.testing.assert_allclose(after, tiny_encoder.encode(TEXTS), atol=1e-6)
+    assert not np.allclose(after, before, atol=1e-5)
+    assert len(cache.info()) == 2 and calls["n"] == 2
 
 
 @pytest.mark.parametrize("damage", ["truncate", "corrupt", "delete"])
