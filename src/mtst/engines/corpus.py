@@ -98,6 +98,9 @@ def encode_corpus(
         "input_format": input_format,
     }
     manifest = build_manifest(encoder, plan, settings, fingerprint=fingerprint)
+    dim = encoder.dim
+    if engine == "ray" and not isinstance(model, SentenceEncoder):
+        encoder = None  # the actors hold their own copies: free the driver's
     shard_settings = ShardSettings(str(folder.resolve()), dtype, text_column, id_column, batch_size)
     with output_lock(folder):
         done = prepare_output(folder, manifest, overwrite=overwrite)
@@ -126,7 +129,7 @@ def encode_corpus(
     return EncodeResult(
         output=folder,
         rows=plan.rows,
-        dim=encoder.dim,
+        dim=dim,
         shards=len(plan.fragments),
         written=len(pending),
         skipped=len(done),
