@@ -223,6 +223,30 @@ def test_frozen_backbone_trains_heads_from_cache(tiny_model_dir, toy, tmp_path):
         assert full[task] == pytest.approx(values, abs=1e-6)
 
 
+def _with_task_keys(config, **keys):
+    d = config.to_dict()
+    d["tasks"] = [{**t, **keys.get(t["name"], {})} for t in d["tasks"]]
+    return MTSTConfig.from_dict(d)
+
+
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_init_from_head_is_kept_under_frozen_backbone(tiny_model_dir, toy, tmp_path, use_cache):
+    """A head started from a saved model starts from its weights in both engines (head_lr 0: nothing moves)."""
+    kw = {"freeze": "backbone", "cache_dir": str(tmp_path / "cache"), "use_cache": use_cache}
+    first = build_trainer(make_config(tiny_model_dir, toy, tasks=("topic", "ner"), max_steps=10, head_lr=1e-2, **kw))
+    list(first.steps())
+    saved = first.model.save(tmp_path / "first")
+    cfg = make_config(tiny_model_dir, toy, tasks=("topic", "ner"), max_steps=3, head_lr=0.0, **kw)
+    cfg = _with_task_keys(cfg, topic={"init_from": str(saved)}, ner={"init_from": str(saved)})
+    second = build_trainer(cfg)
+    assert isinstance(second, HeadTrainer) == use_cache
+    records = list(second.steps())
+    for name in ("topic", "ner"):
+        for key, value in first.model.heads[name].state_dict().items():
+            torch.testing.assert_close(second.model.heads[name].state_dict()[key], value, rtol=0, atol=0)
+    assert records[-1].metrics == first.evaluate()
+
+
 def test_frozen_backbone_rejects_headless_task(tiny_model_dir, toy, tmp_path):
     with pytest.raises(ValueError, match="has no head: with train.freeze: backbone"):
         build_trainer(make_config(tiny_model_dir, toy, tasks=("sim",), freeze="backbone", cache_dir=str(tmp_path)))

@@ -1,9 +1,9 @@
 """The second engine: train heads on a frozen backbone from cached embeddings (one pass through the backbone).
 
-Each head trains on its own: its own seeded initialisation, optimizer, schedule, batch order and dropout
-randomness. Nothing is shared while the backbone is frozen, so training one head alone or all of them
-together gives the same weights for a fixed seed. The run restarts from step 0 on resume: head training
-from a cache takes seconds.
+Each head trains on its own: its own seeded initialisation (or the weights ``init_from`` gave it), optimizer,
+schedule, batch order and dropout randomness. Nothing is shared while the backbone is frozen, so training one
+head alone or all of them together gives the same weights for a fixed seed. The run restarts from step 0 on
+resume: head training from a cache takes seconds.
 """
 
 from __future__ import annotations
@@ -91,15 +91,19 @@ def head_steps(tc: TrainConfig, n: int, batch_size: int) -> int:
 def train_head(
     model: MultiTaskModel, name: str, train: CachedData, *, tc: TrainConfig, batch_size: int
 ) -> Iterator[tuple[int, int, float, float]]:
-    """Train one head from cached inputs; yields ``(step, total_steps, loss, lr)`` per optimizer step."""
+    """Train one head from cached inputs; yields ``(step, total_steps, loss, lr)`` per optimizer step.
+
+    The head starts from a seeded initialisation of its own, or from the weights ``init_from`` loaded.
+    """
     seed = task_seed(tc.seed, name)
     task, head = model.tasks[name], model.heads[name]
     device = model.encoder.device
     generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():  # a fresh, seeded initialisation: independent of which other heads exist
-        torch.manual_seed(seed)
-        fresh = task.build_head(model.encoder.dim)
-        head.load_state_dict(fresh.state_dict())
+    if task.config.init_from is None:  # a head from init_from keeps the weights build_model loaded into it
+        with torch.no_grad():  # a fresh, seeded initialisation: independent of which other heads exist
+            torch.manual_seed(seed)
+            fresh = task.build_head(model.encoder.dim)
+            head.load_state_dict(fresh.state_dict())
     batches = LengthGroupedBatches(train.lengths(), batch_size, seed=seed)
     total = head_steps(tc, len(train), batch_size)
     params = [p for p in head.parameters() if p.requires_grad]
