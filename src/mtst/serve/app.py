@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 from fastapi import Depends, FastAPI
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
@@ -24,6 +24,7 @@ from mtst.serve.batcher import EMBED, PREDICT, Batcher, BatchLimits, Result
 from mtst.serve.errors import ServeError, install_handlers
 from mtst.serve.metrics import ServeMetrics
 from mtst.serve.middleware import BodyLimit, RequestMetrics
+from mtst.serve.openapi import install_openapi
 from mtst.serve.schemas import (
     EmbeddingsRequest,
     EmbeddingsResponse,
@@ -138,6 +139,7 @@ def create_app(
     )
     app.state.mtst = state
     install_handlers(app)
+    install_openapi(app, state)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestMetrics, metrics=metrics, routes=ROUTES_ALL)
     auth = [Depends(_key_checker(settings.api_key))] if settings.api_key else []
@@ -237,7 +239,12 @@ def create_app(
         backend, _ = state.ready()
         return {**backend.info(), "version": _version(), "limits": settings.limits()}
 
-    @app.get("/metrics", responses=error_responses(401) if auth else None, dependencies=auth)
+    @app.get(
+        "/metrics",
+        response_class=PlainTextResponse,
+        responses=error_responses(401) if auth else None,
+        dependencies=auth,
+    )
     async def prometheus_metrics() -> Response:
         """Prometheus text format: requests, latency, batch sizes and tokens, queue depth."""
         return Response(metrics.render(), media_type=metrics.content_type)
@@ -285,6 +292,6 @@ def _key_checker(api_key: str) -> Callable:
 
 
 def _version() -> str:
-    from mtst import __version__
+    from mtst.version import __version__
 
     return __version__

@@ -57,7 +57,9 @@ class EmbeddingsRequest(BaseModel):
     encoding_format: Literal["float", "base64"] = Field(
         "float", description="float: lists of numbers; base64: little-endian float32 bytes, base64-encoded."
     )
-    dimensions: int | None = Field(None, description="If given, must equal the model's dimension (see /info).")
+    dimensions: int | None = Field(
+        None, strict=False, description="If given, must equal the model's dimension (see /info)."
+    )
     user: str | None = None
 
     @field_validator("input", mode="before")
