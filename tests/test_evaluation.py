@@ -41,3 +41,42 @@ def test_entities_cut_off_by_truncation_count_as_misses(tiny_encoder):
     assert metrics["entity_precision"] == pytest.approx(2 / 3)
     assert metrics["entity_recall"] == pytest.approx(2 / 5)
     assert metrics["entity_f1"] == pytest.approx(0.5)
+
+
+def _topic_config(backbone, data, seed):
+    from mtst.config import MTSTConfig
+
+    return MTSTConfig.from_dict(
+        {
+            "model": {"backbone": str(backbone), "max_length": 32},
+            "tasks": [{"name": "topic", "type": "classification", "train": "cls.tsv", "dev_fraction": 0.25}],
+            "train": {"max_steps": 4, "eval_every": 4, "batch_size": 16, "lr": 1e-3, "seed": seed},
+        },
+        base_dir=data,
+    )
+
+
+def test_evaluate_model_scores_the_rows_the_run_held_out(tiny_model_dir, tmp_path, monkeypatch):
+    """A model trained with seed 3 is evaluated on its own seed-3 hold-out, not on a seed-42 one (its train rows)."""
+    from toydata import write_toy_data
+
+    from mtst.evaluation import evaluate_model
+    from mtst.tasks import read_splits
+    from mtst.training import train
+
+    data = write_toy_data(tmp_path / "data")
+    config = _topic_config(tiny_model_dir, data, seed=3)
+    result = train(config, tmp_path / "run", progress=False)
+    model = MultiTaskModel.load(tmp_path / "run" / "model")
+    seen = []
+    encode = model.tasks["topic"].encode
+    monkeypatch.setattr(model.tasks["topic"], "encode", lambda ex, *a: seen.append(ex) or encode(ex, *a))
+
+    metrics = evaluate_model(model)
+    held_out = read_splits(config.task("topic"), seed=3)
+    assert [ex.source for ex in seen[-1]] == [ex.source for ex in held_out.dev]
+    assert not {ex.source for ex in seen[-1]} & {ex.source for ex in held_out.train}
+    assert metrics["topic"] == pytest.approx(result["final_metrics"]["topic"])
+    # an explicit config still wins: its seed picks the hold-out
+    evaluate_model(model, _topic_config(tiny_model_dir, data, seed=42))
+    assert [ex.source for ex in seen[-1]] == [ex.source for ex in read_splits(config.task("topic"), seed=42).dev]

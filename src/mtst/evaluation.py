@@ -18,6 +18,8 @@ from mtst.model import MultiTaskModel
 from mtst.padding import sorted_batches
 from mtst.tasks import Task, read_splits
 
+SPLIT_SEED = "split_seed"  # key of a saved model's ``extra``: the seed its run held dev_fraction rows out with
+
 # a batch's row indices -> (the task's output, the batch's targets)
 Runner = Callable[[np.ndarray], tuple[torch.Tensor, Any]]
 
@@ -100,11 +102,12 @@ def evaluate_model(
     """Metrics of every task of ``model`` on its ``dev`` or ``test`` data.
 
     Data files come from ``config`` (matched by task name) or, without one, from the paths saved with the model.
-    A dev set held out of train (``dev_fraction``) is rebuilt with the config's seed.
+    A dev set held out of train (``dev_fraction``) is rebuilt with the config's seed or, without a config, with
+    the seed the model was trained with (saved as ``extra["split_seed"]``; the default seed for older models).
     """
     if split not in ("dev", "test"):
         raise ValueError(f"split must be 'dev' or 'test', got {split!r}.")
-    seed = (config.train if config is not None else TrainConfig()).seed
+    seed = config.train.seed if config is not None else int(model.extra.get(SPLIT_SEED, TrainConfig().seed))
     tok, max_len = model.encoder.tokenizer, model.encoder.max_length
     data: dict[str, EncodedData] = {}
     for name, task in model.tasks.items():

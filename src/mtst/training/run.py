@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from mtst.config import MTSTConfig, save_config
 from mtst.diskio import check_writable_folder
+from mtst.evaluation import SPLIT_SEED
 from mtst.plotting import plot_training_curves
 from mtst.training.heads import HeadTrainer, uses_cache
 from mtst.training.loop import StepRecord, Trainer
@@ -78,6 +79,8 @@ def train(
         trainer.restore(ckpt)
         if trainer.is_main_process:
             _truncate_metrics(metrics_file, trainer.state.step)
+    # the seed that held the dev_fraction rows out: `mtst evaluate` rebuilds the same split from it
+    model_extra = {**trainer.model.extra, SPLIT_SEED: t.seed}
     save_every = t.save_every
     last_metrics: dict[str, dict[str, float]] | None = None
     bar = tqdm(
@@ -100,7 +103,7 @@ def train(
             if main:
                 _append_jsonl(metrics_file, {"step": record.step, "eval": record.metrics, "score": record.score})
                 if record.is_best:
-                    trainer.model.save(out / MODEL_DIR)
+                    trainer.model.save(out / MODEL_DIR, extra=model_extra)
         due = (save_every and record.step % save_every == 0) or (save_every is None and record.metrics is not None)
         if due or record.step == trainer.total_steps or record.stop:
             trainer.save(ckpt)
@@ -109,7 +112,7 @@ def train(
     bar.close()
     if trainer.is_main_process:
         if not trainer.dev_data:
-            trainer.model.save(out / MODEL_DIR)
+            trainer.model.save(out / MODEL_DIR, extra=model_extra)
         plot_training_curves(metrics_file, out / "curves.png")
     trainer.wait_for_everyone()
     return {
