@@ -10,6 +10,9 @@ import numpy as np
 
 DEFAULT = "default"
 MODEL_CONFIG_FILE = "mtst_config.json"
+# Texts per forward pass inside one merged batch (sorted by length first, so little padding). On a CPU one
+# pass over a whole merged batch of ~300 SST-2 sentences ran at half the speed of passes of 16-64 texts.
+MODEL_BATCH_SIZE = 32
 
 
 class Backend:
@@ -66,16 +69,16 @@ class Backend:
         return [len(ids) for ids in enc["input_ids"]]
 
     def embed(self, texts: Sequence[str], normalize: bool) -> np.ndarray:
-        """Float32 embeddings ``[n, dim]`` from one backbone pass (texts past ``max_length`` are truncated)."""
-        texts = list(texts)
-        return self.encoder.encode(texts, batch_size=max(1, len(texts)), normalize=normalize)
+        """Float32 embeddings ``[n, dim]`` (texts past ``max_length`` are truncated)."""
+        return self.encoder.encode(list(texts), batch_size=MODEL_BATCH_SIZE, normalize=normalize)
 
     def predict(self, texts: Sequence[str], tasks: Sequence[str] | None = None) -> list[dict[str, Any]]:
-        """One dict per text, ``{task: prediction}``, from one backbone pass; ValueError for an unknown task."""
+        """One dict per text, ``{task: prediction}``, all tasks from one backbone pass; ValueError: unknown task."""
         if self.model is None:
             raise ValueError(no_tasks_message(self.name))
-        texts = list(texts)
-        return self.model.predict(texts, tasks=None if tasks is None else list(tasks), batch_size=max(1, len(texts)))
+        return self.model.predict(
+            list(texts), tasks=None if tasks is None else list(tasks), batch_size=MODEL_BATCH_SIZE
+        )
 
     def info(self) -> dict[str, Any]:
         """Model, backend, tasks and their labels, and the encoder's settings (the app adds its limits)."""

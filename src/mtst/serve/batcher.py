@@ -24,7 +24,7 @@ EMBED, PREDICT = "embed", "predict"
 class BatchLimits:
     """How requests are merged, and how many may wait."""
 
-    max_batch_tokens: int = 16384  # padded tokens of one batch (texts x longest text); one request always fits
+    max_batch_tokens: int = 16384  # tokens (after truncation) of one batch; one request always fits
     max_wait_ms: float = 2.0  # how long the first request of a batch waits for company
     max_batch_requests: int = 256  # requests merged into one batch; 1 turns batching off
     max_queue: int = 512  # requests waiting; past this the answer is 429
@@ -75,7 +75,7 @@ class Batcher:
     ) -> None:
         self.backend = backend
         self.limits = limits
-        self.on_batch = on_batch  # (requests, texts, padded tokens) of each batch run, for metrics
+        self.on_batch = on_batch  # (requests, texts, tokens) of each batch run, for metrics
         self._queue: queue.Queue = queue.Queue(maxsize=limits.max_queue)
         self._closing = False
         self._thread = threading.Thread(target=self._run, name="mtst-batcher", daemon=True)
@@ -140,19 +140,18 @@ class Batcher:
         """A batch that starts with ``first``: more jobs until the wait, the token budget or the count runs out."""
         lim = self.limits
         batch: list[Job] = []
-        longest, n_texts = 0, 0
+        tokens = 0
         deadline = time.monotonic() + lim.max_wait_ms / 1000
         job: Any = first
         while True:
             if job is _STOP:
                 return batch, None, True
             if self._admit(job):
-                job_longest = min(max(job.tokens, default=0), self.backend.max_length)
-                new_longest, new_texts = max(longest, job_longest), n_texts + len(job.texts)
-                if batch and new_longest * new_texts > lim.max_batch_tokens:
+                job_tokens = sum(min(n, self.backend.max_length) for n in job.tokens)
+                if batch and tokens + job_tokens > lim.max_batch_tokens:
                     return batch, job, False  # it opens the next batch
                 batch.append(job)
-                longest, n_texts = new_longest, new_texts
+                tokens += job_tokens
             if len(batch) >= lim.max_batch_requests:
                 return batch, None, False
             remaining = 0.0 if drain else deadline - time.monotonic()
@@ -184,9 +183,10 @@ class Batcher:
         return True
 
     def _run_batch(self, batch: list[Job]) -> None:
-        longest = min(max((max(j.tokens, default=0) for j in batch), default=0), self.backend.max_length)
         if self.on_batch is not None:
-            self.on_batch(len(batch), sum(len(j.texts) for j in batch), longest * sum(len(j.texts) for j in batch))
+            limit = self.backend.max_length
+            tokens = sum(min(n, limit) for j in batch for n in j.tokens)
+            self.on_batch(len(batch), sum(len(j.texts) for j in batch), tokens)
         for kind in (EMBED, PREDICT):
             jobs = [j for j in batch if j.kind == kind]
             if jobs:

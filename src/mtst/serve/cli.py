@@ -40,10 +40,12 @@ def serve_cmd(
             "--model", "-m", help="'default' (all-MiniLM-L6-v2 + shipped heads), an mtst model folder, or an encoder."
         ),
     ] = "default",
-    host: Annotated[str, typer.Option(help="Address to listen on; 0.0.0.0 for every interface (Docker).")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option(help="Address to listen on; 0.0.0.0 for every interface (Docker).")
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port; 0 picks a free one.")] = 8080,
     max_batch_tokens: Annotated[
-        int, typer.Option(min=1, help="Padded tokens (texts x longest text) merged into one model call.")
+        int, typer.Option(min=1, help="Tokens (after truncation) merged into one batch.")
     ] = 16384,
     max_wait_ms: Annotated[float, typer.Option(min=0, help="How long a batch waits for more requests.")] = 2.0,
     max_batch_requests: Annotated[int, typer.Option(min=1, help="Requests merged into one batch.")] = 256,
@@ -58,7 +60,9 @@ def serve_cmd(
         typer.Option(envvar="MTST_API_KEY", help="Require 'Authorization: Bearer KEY' (also from $MTST_API_KEY)."),
     ] = None,
     device: Annotated[str | None, typer.Option(help="cpu or cuda (default: cuda when available).")] = None,
-    log_level: Annotated[str, typer.Option(help="uvicorn's log level: critical, error, warning, info, debug.")] = "info",
+    log_level: Annotated[
+        str, typer.Option(help="uvicorn's log level: critical, error, warning, info, debug.")
+    ] = "info",
 ) -> None:
     """Serve embeddings (OpenAI and TEI shapes), multi-task predictions and a web page over HTTP."""
     try:
@@ -92,7 +96,9 @@ def serve_cmd(
         start = time.perf_counter()
         backend = load_backend(model, device=device)
         tasks = ", ".join(backend.tasks) or "none (embeddings and similarity only)"
-        typer.echo(f"mtst serve: model {model!r} loaded in {time.perf_counter() - start:.1f}s; tasks: {tasks}", err=True)
+        typer.echo(
+            f"mtst serve: model {model!r} loaded in {time.perf_counter() - start:.1f}s; tasks: {tasks}", err=True
+        )
         return backend
 
     def on_load_error(e: BaseException) -> None:

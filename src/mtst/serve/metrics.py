@@ -35,7 +35,7 @@ class ServeMetrics:
         self.batch_size = Histogram("mtst_batch_size", "Texts in one model batch.", buckets=SIZE_BUCKETS, registry=r)
         self.batch_tokens = Histogram(
             "mtst_batch_tokens",
-            "Padded tokens (texts x longest) of one model batch.",
+            "Tokens (after truncation) of one model batch.",
             buckets=TOKEN_BUCKETS,
             registry=r,
         )
