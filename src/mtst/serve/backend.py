@@ -70,14 +70,19 @@ class Backend:
 
     def embed(self, texts: Sequence[str], normalize: bool) -> np.ndarray:
         """Float32 embeddings ``[n, dim]`` (texts past ``max_length`` are truncated)."""
-        return self.encoder.encode(list(texts), batch_size=MODEL_BATCH_SIZE, normalize=normalize)
+        return self.encoder.encode(
+            list(texts), batch_size=MODEL_BATCH_SIZE, normalize=normalize, show_progress_bar=False
+        )
 
     def predict(self, texts: Sequence[str], tasks: Sequence[str] | None = None) -> list[dict[str, Any]]:
         """One dict per text, ``{task: prediction}``, all tasks from one backbone pass; ValueError: unknown task."""
         if self.model is None:
             raise ValueError(no_tasks_message(self.name))
         return self.model.predict(
-            list(texts), tasks=None if tasks is None else list(tasks), batch_size=MODEL_BATCH_SIZE
+            list(texts),
+            tasks=None if tasks is None else list(tasks),
+            batch_size=MODEL_BATCH_SIZE,
+            show_progress_bar=False,
         )
 
     def info(self) -> dict[str, Any]:
