@@ -1,4 +1,5 @@
 import json
+import math
 
 import pytest
 import torch
@@ -54,23 +55,41 @@ def test_forward_subset_and_unknown_task(model):
         model(model.encoder.tokenize(["x"]), tasks=["nope"])
 
 
+def assert_same_predictions(got, expected, atol=1e-5):
+    """Same labels, entity spans and tags; scores equal up to float noise from another batch's padding."""
+    assert len(got) == len(expected)
+    for g, e in zip(got, expected, strict=True):
+        assert set(g) == set(e)
+        assert g["topic"]["label"] == e["topic"]["label"]
+        assert g["topic"]["score"] == pytest.approx(e["topic"]["score"], abs=atol)
+        assert g["sentiment"]["score"] == pytest.approx(e["sentiment"]["score"], abs=atol)
+        strip = lambda ents: [{k: v for k, v in x.items() if k != "score"} for x in ents]  # noqa: E731
+        assert strip(g["entities"]) == strip(e["entities"])
+        assert [x["score"] for x in g["entities"]] == pytest.approx([x["score"] for x in e["entities"]], abs=1e-4)
+
+
 def test_predict_structure_and_one_pass_per_batch(model):
-    texts = ["the cat sat on the mat", "paris", ""]
+    texts = ["the cat sat on the mat", "paris", "", "a dog in london and paris", "music"]
     calls, handle = _count_backbone_calls(model)
-    preds = model.predict(texts, batch_size=8)
+    preds = model.predict(texts, batch_size=2)
     handle.remove()
-    assert len(calls) == 1
-    assert len(preds) == 3
+    assert len(calls) == 3  # 5 texts in batches of 2: one backbone pass per batch, every task from it
+    assert len(preds) == 5
     for p in preds:
         assert set(p) == {"topic", "sentiment", "entities"}
         assert p["topic"]["label"] in {"a", "b", "c"} and 0 <= p["topic"]["score"] <= 1
         assert 0 <= p["sentiment"]["score"] <= 1
         assert isinstance(p["entities"], list)
     assert preds[2]["entities"] == []
+    # batching (sorted by length, padded, order restored) changes nothing: each text predicted alone agrees
+    assert_same_predictions(preds, [model.predict([t])[0] for t in texts])
 
 
 def _force_tags(model, tag_for_word):
-    """Make the NER head predict tags from the token id, so entity decoding can be checked exactly."""
+    """Make the NER head predict tags from the token id, so entity decoding can be checked exactly.
+
+    ``tag_for_word`` maps a token to its tag, or to ``(tag, logit)`` for a chosen confidence (default logit 10).
+    """
     head = model.heads["entities"]
     vocab = model.encoder.tokenizer.get_vocab()
     with torch.no_grad():
@@ -80,7 +99,8 @@ def _force_tags(model, tag_for_word):
     table = torch.zeros(len(vocab), len(NER_TAGS))
     table[:, 0] = 1.0
     for word, tag in tag_for_word.items():
-        table[vocab[word], NER_TAGS.index(tag)] = 10.0
+        tag, logit = tag if isinstance(tag, tuple) else (tag, 10.0)
+        table[vocab[word], NER_TAGS.index(tag)] = logit
     emb = model.encoder.backbone.get_input_embeddings()
 
     def hook(module, args, output):
@@ -142,8 +162,12 @@ def test_save_refuses_foreign_folder_but_replaces_own_model(model, tmp_path):
         model.save(foreign)
     assert (foreign / "notes.txt").read_text() == "mine"
     own = model.save(tmp_path / "own")
+    with torch.no_grad():
+        model.heads["topic"].net[-1].bias.add_(1.0)  # the second save must write these weights
     model.save(own)  # an existing mtst model folder is replaced without overwrite=True
-    assert MultiTaskModel.load(own)
+    loaded = MultiTaskModel.load(own)
+    for key, value in model.heads.state_dict().items():
+        assert torch.equal(loaded.heads.state_dict()[key], value), key
 
 
 def test_load_errors(model, tmp_path):
@@ -175,24 +199,53 @@ def test_class_weights_length_checked():
 
 
 def test_losses_through_tasks(model):
-    features = model.encoder.tokenize(["the cat sat", "a dog"])
-    out = model(features)
+    """Each task's loss on chosen outputs, against the value worked out by hand."""
     t = model.tasks
-    assert t["topic"].loss(model.heads["topic"], out["topic"], torch.tensor([0, 2])) > 0
-    assert t["sentiment"].loss(None, out["sentiment"], torch.tensor([0.1, 0.9])) > 0
-    labels = torch.full(features["input_ids"].shape, -100)
-    labels[:, 1] = 1
-    assert t["entities"].loss(model.heads["entities"], out["entities"], labels) > 0
-    assert t["sim"].loss(None, out["sim"], None) >= 0
+    topic = t["topic"].loss(
+        model.heads["topic"], torch.tensor([[2.0, 0.0, 0.0], [0.0, 0.0, 1.0]]), torch.tensor([0, 2])
+    )
+    assert float(topic) == pytest.approx((math.log(1 + 2 * math.exp(-2)) + math.log(1 + 2 * math.exp(-1))) / 2)
+    sentiment = t["sentiment"].loss(None, torch.zeros(2), torch.tensor([0.1, 0.9]))  # sigmoid(0) = 0.5
+    assert float(sentiment) == pytest.approx(0.16)
+    emissions = torch.zeros(1, 3, 5)
+    emissions[0, 1, 1] = 2.0
+    emissions[0, 2, 3] = 50.0  # a position labelled -100: it must not count
+    labels = torch.tensor([[-100, 1, -100]])
+    assert float(t["entities"].loss(model.heads["entities"], emissions, labels)) == pytest.approx(
+        math.log(1 + 4 * math.exp(-2))
+    )
+    # first sentences e0, e1; second sentences e0, (e0 + e1) / sqrt(2); in-batch softmax over 20 * cosine
+    pairs = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+    c = 20 / math.sqrt(2)
+    expected = (math.log(1 + math.exp(c - 20)) + math.log(1 + math.exp(-c))) / 2
+    assert float(t["sim"].loss(None, pairs, None)) == pytest.approx(expected, abs=1e-5)
 
 
-def test_min_entity_score_filters(model):
+def test_class_weights_are_cross_entropy_weights():
+    task = build_task(TaskConfig(name="t", type="classification", class_weights=[1.0, 2.0, 3.0]), ["a", "b", "c"])
+    logits, targets = torch.tensor([[2.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.5, 0.1, 0.0]]), torch.tensor([0, 2, 1])
+    weighted = task.loss(None, logits, targets)
+    expected = torch.nn.functional.cross_entropy(logits, targets, weight=torch.tensor([1.0, 2.0, 3.0]))
+    torch.testing.assert_close(weighted, expected)
+    per_row = torch.nn.functional.cross_entropy(logits, targets, reduction="none")
+    assert float(weighted) == pytest.approx(float((per_row * torch.tensor([1.0, 3.0, 2.0])).sum() / 6))
+    assert float(weighted) != pytest.approx(float(per_row.mean()))
+
+
+def test_min_entity_score_keeps_exactly_the_entities_at_or_above_it(model):
+    hooks = _force_tags(model, {"paris": ("B-LOC", 4.0), "london": ("B-LOC", 2.0), "cat": ("B-PER", 3.0)})
     text = "the cat in paris and london"
     everything = model.predict([text])[0]["entities"]
-    assert everything  # random heads tag something here (seeded)
-    assert model.predict([text], min_entity_score=1.01)[0]["entities"] == []
-    kept = model.predict([text], min_entity_score=0.0)[0]["entities"]
-    assert kept == everything
+    scores = sorted(e["score"] for e in everything)
+    assert [e["text"] for e in everything] == ["cat", "paris", "london"] and len(set(scores)) == 3
+    for threshold in (scores[0], (scores[0] + scores[1]) / 2, scores[1], (scores[1] + scores[2]) / 2, 1.0):
+        kept = model.predict([text], min_entity_score=threshold)[0]["entities"]
+        assert kept == [e for e in everything if e["score"] >= threshold], threshold
+    assert [e["text"] for e in model.predict([text], min_entity_score=(scores[1] + scores[2]) / 2)[0]["entities"]] == [
+        "paris"
+    ]
+    for h in hooks:
+        h.remove()
 
 
 def test_init_from_starts_heads_from_a_saved_model(model, tiny_model_dir, tmp_path):
