@@ -438,3 +438,37 @@ def test_default_model_with_openai_client():
     assert set(preds[0]) == {"topic", "sentiment", "entities"}
     assert {"Marie Curie", "Paris"} <= {e["text"] for e in preds[0]["entities"]}
     assert preds[1]["topic"]["label"] == "LOC"
+
+
+@pytest.mark.real_model
+def test_readme_serve_example_runs():
+    """README's `mtst serve` block, on a port the OS picks instead of 8080 (it is not a bash block: test_docs
+    runs those, and this one needs a free port)."""
+    import socket
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## `mtst serve`", 1)[1]
+    script = re.search(r"^```sh\n(.*?)^```", section, flags=re.M | re.S).group(1)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    script = script.replace("8080", str(port)).replace("mtst serve ", f"mtst serve --port {port} ")
+    script = script.replace(".venv/bin/", str(Path(sys.executable).parent) + "/")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        ["bash", "-euo", "pipefail", "-c", script],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)  # the group this test started: bash and its server
+            proc.wait()
+    assert proc.returncode == 0, f"{script}\n--- stdout\n{out[-2000:]}\n--- stderr\n{err[-2000:]}"
+    assert '"predictions"' in out and '"entities"' in out and '"object":"list"' in out
