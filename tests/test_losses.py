@@ -1,3 +1,6 @@
+import math
+
+import pytest
 import torch
 
 from mtst import losses
@@ -49,6 +52,34 @@ def test_crf_nll_is_finite_and_trainable():
 
 
 def test_regression_losses():
-    raw = torch.tensor([0.0, 10.0])
-    assert losses.regression_loss(raw, torch.tensor([0.5, 1.0]), kind="mse", output="sigmoid") < 1e-4
-    assert losses.regression_loss(raw, torch.tensor([0.5, 1.0]), kind="bce", output="sigmoid") > 0
+    raw, targets = torch.tensor([0.0, 10.0]), torch.tensor([0.5, 1.0])
+    sig10 = 1 / (1 + math.exp(-10))
+    mse = losses.regression_loss(raw, targets, kind="mse", output="sigmoid")
+    assert float(mse) == pytest.approx((1 - sig10) ** 2 / 2)
+    bce = losses.regression_loss(raw, targets, kind="bce", output="sigmoid")
+    assert float(bce) == pytest.approx((math.log(2) + math.log1p(math.exp(-10))) / 2)
+    linear = losses.regression_loss(raw, torch.tensor([1.0, 7.0]), kind="mse", output="linear")
+    assert float(linear) == pytest.approx((1 + 9) / 2)
+
+
+def test_cosine_mse():
+    a = torch.tensor([[1.0, 0.0], [1.0, 0.0], [3.0, 4.0]])
+    b = torch.tensor([[2.0, 0.0], [0.0, 5.0], [4.0, 3.0]])  # cosines 1, 0, 24/25
+    loss = losses.cosine_mse(a, b, torch.tensor([1.0, 0.5, 0.0]))
+    assert float(loss) == pytest.approx((0 + 0.25 + (24 / 25) ** 2) / 3)
+
+
+def test_uncertainty_weighting_formula_and_gradient():
+    """exp(-s) * L + s per task (Kendall et al.): d/ds = 1 - exp(-s) * L and d/dL = exp(-s)."""
+    weights = losses.LossWeights({"a": 1.0, "b": 2.0}, learned=True)
+    with torch.no_grad():
+        weights.log_vars["a"].fill_(0.5)
+    task_loss = torch.tensor(2.0, requires_grad=True)
+    out = weights("a", task_loss)
+    assert float(out) == pytest.approx(math.exp(-0.5) * 2.0 + 0.5)
+    out.backward()
+    assert float(weights.log_vars["a"].grad) == pytest.approx(1 - math.exp(-0.5) * 2.0)
+    assert float(task_loss.grad) == pytest.approx(math.exp(-0.5))
+    assert weights.log_vars["b"].grad is None  # the other task's log-variance is not touched
+    static = losses.LossWeights({"a": 1.0, "b": 2.0}, learned=False)
+    assert float(static("b", torch.tensor(3.0))) == 6.0 and static.log_vars is None
