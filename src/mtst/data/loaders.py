@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from mtst.bio import check_bio_tag, normalize_bio
+from mtst.data.errors import DataError, DataTypeError, data_error
 from mtst.data.examples import SentenceExample, TokenExample
 from mtst.data.readers import data_format, hf_rows, read_conll, read_jsonl, read_table_columns
 
@@ -21,38 +22,51 @@ def _check_keys(row: dict, columns: Sequence[str], source: str) -> None:
     missing = [c for c in columns if c not in row]
     if missing:
         keys = ", ".join(row) or "no keys"
-        raise ValueError(f"{source}: no key {', '.join(map(repr, missing))}; the object has: {keys}.")
+        raise data_error(source, f"no key {', '.join(map(repr, missing))}; the object has: {keys}.")
+
+
+def _check_utf8(value: str, what: str, source: str) -> str:
+    """Refuse a string UTF-8 cannot hold (a lone surrogate such as JSON's ``"\\ud800"``): no tokenizer takes it."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise data_error(
+            source, f"{what} holds {value[e.start : e.end]!r}, a lone surrogate that is not text."
+        ) from None
+    return value
 
 
 def _text(value: Any, column: str, source: str) -> str:
     if value is None:
-        raise ValueError(f"{source}: missing value in column {column!r}.")
+        raise data_error(source, f"missing value in column {column!r}.")
     if not isinstance(value, str):
-        raise TypeError(f"{source}: column {column!r} must hold text, got {type(value).__name__} {value!r}.")
+        raise data_error(
+            source, f"column {column!r} must hold text, got {type(value).__name__} {value!r}.", DataTypeError
+        )
     if not value.strip():
-        raise ValueError(f"{source}: empty text in column {column!r}.")
-    return value
+        raise data_error(source, f"empty text in column {column!r}.")
+    return _check_utf8(value, f"column {column!r}", source)
 
 
 def _label(value: Any, column: str, label_type: str, names: list[str] | None, source: str) -> str | float:
     if label_type == "number":
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-            raise ValueError(f"{source}: {column!r} must be a number, got {value!r}.")
+            raise data_error(source, f"{column!r} must be a number, got {value!r}.")
         try:
             number = float(value)
-        except ValueError:
-            raise ValueError(f"{source}: {column!r} must be a number, got {value!r}.") from None
+        except (ValueError, OverflowError):
+            raise data_error(source, f"{column!r} must be a number, got {value!r}.") from None
         if not math.isfinite(number):
-            raise ValueError(f"{source}: {column!r} must be a finite number, got {value!r}.")
+            raise data_error(source, f"{column!r} must be a finite number, got {value!r}.")
         return number
     if names is not None and isinstance(value, int) and 0 <= value < len(names):
         return names[value]  # a HF ClassLabel id
     if isinstance(value, (dict, list)):
-        raise ValueError(f"{source}: {column!r} must be a class name, got {value!r}.")
+        raise data_error(source, f"{column!r} must be a class name, got {value!r}.")
     label = str(value).strip()
     if not label:
-        raise ValueError(f"{source}: empty label in column {column!r}.")
-    return label
+        raise data_error(source, f"empty label in column {column!r}.")
+    return _check_utf8(label, f"column {column!r}", source)
 
 
 def load_sentence_examples(
@@ -96,13 +110,15 @@ def load_sentence_examples(
         value = row.get(label_column) if want_label else None
         if value is None or (isinstance(value, str) and not value.strip() and not require_labels):
             if require_labels and want_label:
-                raise ValueError(f"{source}: missing label in column {label_column!r}.")
+                raise data_error(source, f"missing label in column {label_column!r}.")
             label = None
         else:
             label = _label(value, label_column, label_type, names.get(label_column), source)
         examples.append(SentenceExample(text=text, label=label, text_pair=pair, source=source))
     if not examples:
-        raise ValueError(f"{path_or_spec}: no examples (only a header?).")
+        raise DataError(
+            f"{path_or_spec}: no examples (only a header?).", path=path_or_spec, line=2 if fmt != "hf" else None
+        )
     return examples
 
 
@@ -136,23 +152,30 @@ def load_token_examples(
             tokens, tags = row[tokens_column], row[tags_column]
             for column, value in ((tokens_column, tokens), (tags_column, tags)):
                 if not isinstance(value, list):
-                    raise ValueError(f"{source}: {column!r} must be a list, got {type(value).__name__} {value!r}.")
+                    raise data_error(source, f"{column!r} must be a list, got {type(value).__name__} {value!r}.")
             if len(tokens) != len(tags):
-                raise ValueError(
-                    f"{source}: {len(tokens)} tokens but {len(tags)} tags in {tokens_column!r} / {tags_column!r}."
+                raise data_error(
+                    source, f"{len(tokens)} tokens but {len(tags)} tags in {tokens_column!r} / {tags_column!r}."
                 )
             if tag_names is not None:
                 tags = [tag_names[t] if isinstance(t, int) and 0 <= t < len(tag_names) else t for t in tags]
             if not all(isinstance(t, str) for t in tokens):
-                raise ValueError(f"{source}: tokens in {tokens_column!r} must be strings, got {tokens!r}.")
+                raise data_error(source, f"tokens in {tokens_column!r} must be strings, got {tokens!r}.")
+            for i, token in enumerate(tokens):
+                if not token.strip():  # as in CoNLL, where a token cannot be empty: a word needs a character
+                    raise data_error(source, f"token {i} in {tokens_column!r} is empty or only whitespace: {token!r}.")
+                _check_utf8(token, f"token {i} in {tokens_column!r}", source)
             for tag in tags:
                 if not isinstance(tag, str):
-                    raise ValueError(f"{source}: tags must be names such as 'B-PER', got {tag!r} in {tags_column!r}.")
-                check_bio_tag(tag, source)
+                    raise data_error(source, f"tags must be names such as 'B-PER', got {tag!r} in {tags_column!r}.")
+                try:
+                    check_bio_tag(tag, source)
+                except ValueError as e:
+                    raise data_error(source, str(e)[len(source) + 2 :]) from None
             if tokens:
                 examples.append(TokenExample(tokens=list(tokens), tags=list(tags), source=source))
         if not examples:
-            raise ValueError(f"{path_or_spec}: no sentences.")
+            raise DataError(f"{path_or_spec}: no sentences.", path=path_or_spec, line=1 if fmt != "hf" else None)
     if repair_bio:
         examples = [TokenExample(tokens=ex.tokens, tags=normalize_bio(ex.tags), source=ex.source) for ex in examples]
     return examples

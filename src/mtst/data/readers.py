@@ -1,6 +1,7 @@
 """Raw readers: TSV / CSV tables, JSON Lines, CoNLL, and Hugging Face datasets (hub or ``save_to_disk``).
 
-Every error names what is wrong and where: the file and line (or the dataset, split and row).
+Every error names what is wrong and where: the file and line (or the dataset, split and row). Bad content is a
+``DataError`` (a ``ValueError``) whose ``path`` and ``line`` say where; a missing file is a ``FileNotFoundError``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from mtst.bio import check_bio_tag
+from mtst.data.errors import DataError, first_bad_utf8_line
 from mtst.data.examples import TokenExample
 
 
@@ -22,8 +24,24 @@ def _check_file(path: Path) -> None:
         raise IsADirectoryError(f"{path} is a folder; expected a data file.")
 
 
-def _undecodable(path: Path, e: UnicodeDecodeError) -> ValueError:
-    return ValueError(f"{path}: not valid UTF-8 ({e.reason} at byte {e.start}); save the file as UTF-8.")
+def _undecodable(path: Path, e: UnicodeDecodeError) -> DataError:
+    line, offset = first_bad_utf8_line(path)
+    return DataError(
+        f"{path}, line {line}: not valid UTF-8 ({e.reason} at byte {offset} of the line); save the file as UTF-8.",
+        path=path,
+        line=line,
+    )
+
+
+def _error(path: Path, line: int, message: str) -> DataError:
+    return DataError(f"{path}, line {line}: {message}", path=path, line=line)
+
+
+def _check_tag(tag: str, path: Path, line: int) -> None:
+    try:
+        check_bio_tag(tag, f"{path}, line {line}")
+    except ValueError as e:
+        raise DataError(str(e), path=path, line=line) from None
 
 
 def read_table_columns(
@@ -41,17 +59,18 @@ def read_table_columns(
             reader = csv.reader(f, delimiter=delimiter, quoting=quoting)
             header = next(reader, None)
             if header is None:
-                raise ValueError(f"{path} is empty: expected a header line naming the columns {', '.join(columns)}.")
+                names = ", ".join(columns)
+                raise DataError(
+                    f"{path} is empty: expected a header line naming the columns {names}.", path=path, line=1
+                )
             header = [h.strip() for h in header]
             missing = [c for c in columns if c not in header]
             if missing:
                 hint = ""
                 if len(header) == 1 and any(sep in header[0] for sep in ",\t;|"):
                     hint = f" (one column only: is the delimiter {delimiter!r} right for this file?)"
-                raise ValueError(
-                    f"{path}, line 1: no column {', '.join(map(repr, missing))} in the header; "
-                    f"the header has: {', '.join(header)}{hint}."
-                )
+                names = ", ".join(map(repr, missing))
+                raise _error(path, 1, f"no column {names} in the header; the header has: {', '.join(header)}{hint}.")
             wanted = list(columns) + [c for c in optional if c in header and c not in columns]
             index = {c: header.index(c) for c in wanted}
             start = reader.line_num + 1
@@ -59,16 +78,15 @@ def read_table_columns(
                 if fields:  # csv yields [] for a blank line: skip it
                     if len(fields) != len(header):
                         hint = " (a tab inside a text?)" if delimiter == "\t" else " (an unquoted delimiter?)"
-                        raise ValueError(
-                            f"{path}, line {start}: expected {len(header)} fields as in the header, "
-                            f"got {len(fields)}{hint}."
+                        raise _error(
+                            path, start, f"expected {len(header)} fields as in the header, got {len(fields)}{hint}."
                         )
                     rows.append((start, {c: fields[i] for c, i in index.items()}))
                 start = reader.line_num + 1
     except UnicodeDecodeError as e:
         raise _undecodable(path, e) from e
     except csv.Error as e:
-        raise ValueError(f"{path}, line {reader.line_num}: {e}.") from e
+        raise _error(path, max(1, reader.line_num), f"{e}.") from e
     return rows, wanted
 
 
@@ -96,16 +114,16 @@ def read_jsonl(path: str | Path) -> list[tuple[int, dict]]:
                     obj = json.loads(line)
                 except json.JSONDecodeError as e:
                     hint = " (this looks like a JSON array: write one object per line)" if line.strip() == "[" else ""
-                    raise ValueError(
-                        f"{path}, line {lineno}: malformed JSON: {e.msg} at column {e.colno}{hint}."
-                    ) from e
+                    raise _error(path, lineno, f"malformed JSON: {e.msg} at column {e.colno}{hint}.") from e
+                except (ValueError, RecursionError) as e:  # a number too long to convert, nesting too deep
+                    raise _error(path, lineno, f"unreadable JSON: {str(e) or type(e).__name__}.") from e
                 if not isinstance(obj, dict):
-                    raise ValueError(f"{path}, line {lineno}: expected a JSON object, got {type(obj).__name__}.")
+                    raise _error(path, lineno, f"expected a JSON object, got {type(obj).__name__}.")
                 rows.append((lineno, obj))
     except UnicodeDecodeError as e:
         raise _undecodable(path, e) from e
     if not rows:
-        raise ValueError(f"{path} is empty: expected one JSON object per line.")
+        raise DataError(f"{path} is empty: expected one JSON object per line.", path=path, line=1)
     return rows
 
 
@@ -140,10 +158,10 @@ def read_conll(path: str | Path) -> list[TokenExample]:
                     continue
                 fields = [x.strip() for x in line.split("\t")] if "\t" in line else line.split()
                 if len(fields) < 2 or not fields[0]:
-                    raise ValueError(
-                        f"{path}, line {lineno}: expected a token and a tag separated by a tab or spaces, got {line!r}."
+                    raise _error(
+                        path, lineno, f"expected a token and a tag separated by a tab or spaces, got {line!r}."
                     )
-                check_bio_tag(fields[-1], f"{path}, line {lineno}")
+                _check_tag(fields[-1], path, lineno)
                 if not tokens:
                     start = lineno
                 tokens.append(fields[0])
@@ -152,7 +170,9 @@ def read_conll(path: str | Path) -> list[TokenExample]:
         raise _undecodable(path, e) from e
     flush()
     if not examples:
-        raise ValueError(f"{path} is empty: expected 'token<TAB>tag' lines with a blank line between sentences.")
+        raise DataError(
+            f"{path} is empty: expected 'token<TAB>tag' lines with a blank line between sentences.", path=path, line=1
+        )
     return examples
 
 
