@@ -87,16 +87,36 @@ class Killed(Exception):
     pass
 
 
-def _weights(folder):
+def assert_same_folders(a, b):
+    """Every file of two run folders (checkpoints, models, metrics) holds the same values, bit for bit."""
     from safetensors.torch import load_file
 
-    return load_file(str(folder / "checkpoint" / "model" / "heads.safetensors")), load_file(
-        str(folder / "checkpoint" / "model" / "encoder" / "model.safetensors")
-    )
+    names = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    assert names == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
+    for name in names:
+        fa, fb = a / name, b / name
+        if name.suffix == ".safetensors":
+            ta, tb = load_file(str(fa)), load_file(str(fb))
+            assert ta.keys() == tb.keys(), name
+            for k in ta:
+                torch.testing.assert_close(ta[k], tb[k], rtol=0, atol=0, msg=f"{name}: {k}")
+        elif name.suffix == ".json":
+            assert json.loads(fa.read_text()) == json.loads(fb.read_text()), name
+        elif name.suffix == ".jsonl":
+            assert [json.loads(x) for x in fa.read_text().splitlines()] == [
+                json.loads(x) for x in fb.read_text().splitlines()
+            ], name
+        elif name.suffix not in (".png", ".yaml", ".txt", ".lock"):  # the plot; the config, paths included
+            assert fa.read_bytes() == fb.read_bytes(), name
 
 
-def test_resume_after_kill_matches_uninterrupted_run(tiny_model_dir, toy, tmp_path):
-    cfg = make_config(tiny_model_dir, toy, save_every=4, eval_every=4)
+@pytest.mark.parametrize(
+    "extra", [{}, {"loss_weighting": "uncertainty", "grad_accum": 2}], ids=["plain", "uncertainty_grad_accum"]
+)
+def test_resume_after_kill_matches_uninterrupted_run(tiny_model_dir, toy, tmp_path, extra):
+    """Weights, optimizer, scheduler, sampler and data order, RNG, best step and score, loss weights, model/ and
+    every logged loss of a killed-and-resumed run equal those of an uninterrupted one."""
+    cfg = make_config(tiny_model_dir, toy, save_every=4, eval_every=4, **extra)
     full = train(cfg, tmp_path / "full", progress=False)
 
     def kill_at_7(record):
@@ -108,17 +128,55 @@ def test_resume_after_kill_matches_uninterrupted_run(tiny_model_dir, toy, tmp_pa
     state = json.loads((tmp_path / "killed" / "checkpoint" / "trainer_state.json").read_text())
     assert state["step"] == 4  # the last checkpoint before the kill
     resumed = train(cfg, tmp_path / "killed", resume=True, progress=False)
-    assert resumed["final_metrics"] == full["final_metrics"]
-    (h1, e1), (h2, e2) = _weights(tmp_path / "full"), _weights(tmp_path / "killed")
-    for k in h1:
-        torch.testing.assert_close(h1[k], h2[k], rtol=0, atol=0)
-    for k in e1:
-        torch.testing.assert_close(e1[k], e2[k], rtol=0, atol=0)
-    steps = [json.loads(line)["step"] for line in (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()]
-    assert steps == sorted(steps) and len(steps) == len(set(steps)) + 3  # one loss + eval record pair per eval
+    assert {k: v for k, v in resumed.items() if k != "model_dir"} == {k: v for k, v in full.items() if k != "model_dir"}
+    assert full["best_step"] in (4, 8, 12) and full["best_score"] is not None
+    for sub in ("checkpoint", "model"):
+        assert_same_folders(tmp_path / "full" / sub, tmp_path / "killed" / sub)
+    records = [json.loads(line) for line in (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "loss" in r] == list(range(1, 13))
+    assert_same_folders(tmp_path / "full", tmp_path / "killed")  # metrics.jsonl: the same loss values, in order
+    if extra:
+        from safetensors.torch import load_file
+
+        saved = load_file(str(tmp_path / "killed" / "checkpoint" / "extra.safetensors"))
+        assert saved.keys() == {"log_vars.topic", "log_vars.ner", "log_vars.sim"}
+        assert all(float(v) != 0.0 for v in saved.values())  # learned, and kept by the checkpoint
+        again = Trainer(cfg)
+        again.restore(tmp_path / "killed" / "checkpoint")
+        for name, value in again.loss_weights.log_vars.items():
+            assert float(value) == float(saved[f"log_vars.{name}"])
 
 
-def test_nan_loss_stops_and_keeps_checkpoint(tiny_model_dir, toy, tmp_path, monkeypatch):
+@pytest.fixture
+def captured(monkeypatch):
+    """Keeps the engine that ``train()`` builds (``captured["trainer"]``), to look at it during the run."""
+    import mtst.training.run as run_module
+
+    box = {}
+    build = run_module.build_trainer
+
+    def keep(config, **kw):
+        box["trainer"] = build(config, **kw)
+        if "evaluations" in box:  # scripted dev metrics, one per evaluation
+            box["trainer"].evaluate = lambda: next(box["evaluations"])
+        return box["trainer"]
+
+    monkeypatch.setattr(run_module, "build_trainer", keep)
+    return box
+
+
+def _snapshot(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def assert_model_equals(folder, state):
+    loaded = MultiTaskModel.load(folder).state_dict()
+    assert loaded.keys() == state.keys()
+    for k, v in state.items():
+        torch.testing.assert_close(loaded[k], v, rtol=0, atol=0, msg=k)
+
+
+def test_nan_loss_stops_and_keeps_checkpoint(tiny_model_dir, toy, tmp_path, monkeypatch, captured):
     from mtst.tasks import ClassificationTask
 
     original = ClassificationTask.loss
@@ -131,11 +189,99 @@ def test_nan_loss_stops_and_keeps_checkpoint(tiny_model_dir, toy, tmp_path, monk
 
     monkeypatch.setattr(ClassificationTask, "loss", flaky)
     cfg = make_config(tiny_model_dir, toy, tasks=("topic",), save_every=2, eval_every=100)
+    at_step_4 = {}
+
+    def keep_step_4(record):
+        if record.step == 4:
+            at_step_4.update(_snapshot(captured["trainer"].model))
+
     with pytest.raises(FloatingPointError, match="The loss of task 'topic' is nan at step 5"):
-        train(cfg, tmp_path / "run", progress=False)
+        train(cfg, tmp_path / "run", progress=False, on_step=keep_step_4)
     state = json.loads((tmp_path / "run" / "checkpoint" / "trainer_state.json").read_text())
     assert state["step"] == 4
-    assert MultiTaskModel.load(tmp_path / "run" / "checkpoint" / "model")
+    assert_model_equals(tmp_path / "run" / "checkpoint" / "model", at_step_4)  # the weights of step 4, not NaN
+
+
+def test_checkpoint_interrupted_mid_save_keeps_the_previous_one(tiny_model_dir, toy, tmp_path, monkeypatch):
+    import mtst.checkpoint as checkpoint
+
+    cfg = make_config(tiny_model_dir, toy, tasks=("topic",), save_every=2, eval_every=100, max_steps=6)
+    real_write = checkpoint.write_json
+    saves = {"n": 0}
+
+    def write_json(path, data):
+        if path.name == "trainer_state.json":  # the last file of a checkpoint
+            saves["n"] += 1
+            if saves["n"] == 2:
+                raise KeyboardInterrupt("killed while saving the step-4 checkpoint")
+        return real_write(path, data)
+
+    monkeypatch.setattr(checkpoint, "write_json", write_json)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tmp_path / "run", progress=False)
+    ckpt = tmp_path / "run" / "checkpoint"
+    assert json.loads((ckpt / "trainer_state.json").read_text())["step"] == 2
+    assert [p.name for p in (tmp_path / "run").iterdir() if p.name.startswith(".")] == []  # no half-written folder
+    monkeypatch.setattr(checkpoint, "write_json", real_write)
+    result = train(cfg, tmp_path / "run", resume=True, progress=False)  # the step-2 checkpoint is whole
+    assert result["steps"] == 6
+
+
+def test_best_model_metric_for_best_and_early_stopping(tiny_model_dir, toy, tmp_path, captured):
+    """Scripted dev metrics: the best evaluation by ``metric_for_best`` (or the mean of the main metrics) is the
+    model kept; ``early_stopping_patience`` evaluations without a strict improvement stop the run."""
+    script = [
+        {"topic": {"accuracy": 0.5}, "ner": {"entity_f1": 0.1}},
+        {"topic": {"accuracy": 0.8}, "ner": {"entity_f1": 0.2}},  # best topic.accuracy
+        {"topic": {"accuracy": 0.7}, "ner": {"entity_f1": 0.9}},  # best mean of main metrics
+        {"topic": {"accuracy": 0.8}, "ner": {"entity_f1": 0.3}},  # a tie is no improvement
+        {"topic": {"accuracy": 0.99}, "ner": {"entity_f1": 0.0}},
+        {"topic": {"accuracy": 1.0}, "ner": {"entity_f1": 1.0}},  # never reached: the run stopped
+    ]
+    expected = {  # metric_for_best -> (scores logged, best step, last step)
+        "topic.accuracy": ([0.5, 0.8, 0.7, 0.8], 4, 8),
+        None: ([0.3, 0.5, 0.8, 0.55, 0.495], 6, 10),
+    }
+    for metric, (scores, best_step, last_step) in expected.items():
+        cfg = make_config(
+            tiny_model_dir, toy, tasks=("topic", "ner"), max_steps=40, eval_every=2, save_every=100,
+            metric_for_best=metric, early_stopping_patience=2,
+        )  # fmt: skip
+        captured["evaluations"] = iter(script)  # every evaluation of the run is scripted
+        best = {}
+        out = tmp_path / f"run-{metric}"
+
+        def keep_best(record, best=best):
+            if record.is_best:
+                best.update(_snapshot(captured["trainer"].model))
+
+        result = train(cfg, out, progress=False, on_step=keep_best)
+        logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        assert [r["score"] for r in logged if "eval" in r] == pytest.approx(scores)
+        assert (result["steps"], result["best_step"]) == (last_step, best_step)
+        assert result["best_score"] == pytest.approx(max(scores))
+        assert_model_equals(out / "model", best)
+        final = _snapshot(captured["trainer"].model)
+        assert any(not torch.equal(best[k], final[k]) for k in best)  # training went on after the best step
+
+
+def test_temperature_sampling_in_the_trainer(tiny_model_dir, toy):
+    """The tasks the trainer trains on follow the sampling strategy: topic has 48 batches an epoch, ner 2."""
+    drawn = {}
+    for sampling, temperature in (("proportional", 2.0), ("temperature", 4.0), ("temperature", 1e6)):
+        cfg = make_config(
+            tiny_model_dir, toy, tasks=("topic", "ner"), max_steps=40, eval_every=1000, freeze="backbone",
+            use_cache=False, sampling=sampling, temperature=temperature,
+        )  # fmt: skip
+        cfg = _with_task_keys(cfg, topic={"batch_size": 2, "dev_fraction": None}, ner={"batch_size": 40, "dev": None})
+        trainer = Trainer(cfg)
+        assert {n: b.batches_per_epoch for n, b in trainer.batches.items()} == {"topic": 48, "ner": 2}
+        drawn[(sampling, temperature)] = [r.task for r in trainer.steps()].count("ner") / 40
+    # p(ner) = 2^(1/T) / (48^(1/T) + 2^(1/T)) = 1 / (24^(1/T) + 1): 0.04 proportional (T = 1), 0.31 at T = 4,
+    # 0.5 at T = 1e6; 40 seeded draws each
+    assert drawn[("proportional", 2.0)] < 0.12
+    assert 0.18 < drawn[("temperature", 4.0)] < 0.45
+    assert 0.35 < drawn[("temperature", 1e6)] < 0.65
 
 
 def _losses(records, task):
@@ -183,20 +329,39 @@ def test_contrastive_pairs_move_closer(tiny_model_dir, toy):
     assert (after - cross_after).mean() > (before - cross_before).mean() + 0.05
 
 
-def test_frozen_backbone_does_not_move(tiny_model_dir, toy):
-    trainer = Trainer(make_config(tiny_model_dir, toy, tasks=("topic", "ner"), freeze="backbone", max_steps=6))
+def test_frozen_backbone_does_not_move(tiny_model_dir, toy, tmp_path):
+    """The full loop (no cache) runs the backbone every step and still leaves its weights as they were."""
+    cache = tmp_path / "cache"
+    cfg = make_config(
+        tiny_model_dir, toy, tasks=("topic", "ner"), freeze="backbone", max_steps=6, use_cache=False,
+        cache_dir=str(cache),
+    )  # fmt: skip
+    trainer = build_trainer(cfg)
+    assert isinstance(trainer, Trainer)
     before = {k: v.clone() for k, v in trainer.model.encoder.state_dict().items()}
     heads_before = {k: v.clone() for k, v in trainer.model.heads.state_dict().items()}
+    calls = []
+    hook = trainer.model.encoder.backbone.register_forward_hook(lambda *a: calls.append(1))
     list(trainer.steps())
+    hook.remove()
+    assert len(calls) >= 6  # one backbone pass per training step (plus the evaluation)
     for k, v in trainer.model.encoder.state_dict().items():
         assert torch.equal(v, before[k]), k
-    assert any(not torch.equal(v, heads_before[k]) for k, v in trainer.model.heads.state_dict().items())
+    heads = trainer.model.heads.state_dict()
+    assert all(not torch.equal(v, heads_before[k]) for k, v in heads.items() if "crf" not in k)
+    assert not cache.exists()  # nothing was cached: not in tmp_path, not in the home folder
 
 
 def test_uncertainty_weighting_learns_log_vars(tiny_model_dir, toy):
+    """Each drawn task's log-variance moves against the gradient of exp(-s) * L + s (here 1 - L < 0: s rises)."""
     trainer = Trainer(make_config(tiny_model_dir, toy, tasks=("topic", "ner"), loss_weighting="uncertainty"))
-    list(trainer.steps())
-    assert any(float(p.detach()) != 0.0 for p in trainer.loss_weights.log_vars.values())
+    records = list(trainer.steps())
+    for name, s in trainer.loss_weights.log_vars.items():
+        losses = _losses(records, name)
+        assert losses, name
+        if min(losses) > 1.0:  # every gradient step pushed s up (Adam: the sign of the gradient sets the direction)
+            assert float(s) > 0.0, (name, losses)
+        assert float(s) != 0.0, name
 
 
 def test_everything_frozen_is_an_error(tiny_model_dir, toy):
@@ -252,9 +417,43 @@ def test_frozen_backbone_rejects_headless_task(tiny_model_dir, toy, tmp_path):
         build_trainer(make_config(tiny_model_dir, toy, tasks=("sim",), freeze="backbone", cache_dir=str(tmp_path)))
 
 
-def test_two_trainers_with_different_precision_in_one_process(tiny_model_dir, toy):
-    first = Trainer(make_config(tiny_model_dir, toy, tasks=("topic",), precision="bf16", max_steps=1))
-    list(first.steps())
-    second = Trainer(make_config(tiny_model_dir, toy, tasks=("topic",), precision="fp32", grad_accum=2, max_steps=1))
-    assert second.accelerator.mixed_precision == "no" and second.accelerator.gradient_accumulation_steps == 2
-    list(second.steps())
+def _scripted_batches(trainer, batches):
+    trainer.batches = {name: iter([np.array(b) for b in batches]) for name in trainer.batches}
+
+
+def test_gradient_accumulation_equals_one_large_batch(tiny_model_dir, toy):
+    """2 accumulated batches of 8 give the step of 1 batch of 16 (the same rows); then bf16 in the same process."""
+    rows = np.random.default_rng(0).permutation(72)[:64].reshape(8, 8).tolist()  # topic: 72 train rows
+    kw = {"tasks": ("topic",), "max_steps": 4, "eval_every": 1000, "lr": 1e-3, "warmup": 0}
+    runs = {}
+    for accum, batch_size in ((2, 8), (1, 16)):
+        cfg = _with_task_keys(
+            make_config(tiny_model_dir, toy, grad_accum=accum, batch_size=batch_size, **kw), topic={"dropout": 0.0}
+        )
+        trainer = Trainer(cfg)
+        start = _snapshot(trainer.model)
+        _scripted_batches(trainer, rows if accum == 2 else [a + b for a, b in zip(rows[::2], rows[1::2], strict=True)])
+        runs[accum] = ([r.loss for r in trainer.steps()], _snapshot(trainer.model))
+    (loss_a, w_a), (loss_b, w_b) = runs[2], runs[1]
+    assert loss_a == pytest.approx(loss_b, rel=1e-5)  # the logged loss is the mean over the accumulated batches
+    assert any(not torch.equal(w_b[k], start[k]) for k in start if k.startswith("encoder"))  # the backbone trained
+    for k in w_a:
+        torch.testing.assert_close(w_a[k], w_b[k], rtol=1e-4, atol=1e-5, msg=k)
+
+
+def test_bf16_runs_the_backbone_in_bf16_and_stays_near_fp32(tiny_model_dir, toy):
+    """precision: bf16 autocasts the forward pass (bf16 activations); one step stays close to the fp32 step."""
+    runs = {}
+    for precision in ("bf16", "fp32"):  # two Trainers with other precisions in one process
+        cfg = make_config(tiny_model_dir, toy, tasks=("topic",), precision=precision, max_steps=1, eval_every=1000)
+        trainer = Trainer(cfg)
+        dtypes = set()
+        query = trainer.model.encoder.backbone.encoder.layer[0].attention.self.query
+        hook = query.register_forward_hook(lambda m, a, out, seen=dtypes: seen.add(out.dtype))
+        records = list(trainer.steps())
+        hook.remove()
+        runs[precision] = (dtypes, records[0].loss, records[0].metrics)
+    assert runs["bf16"][0] == {torch.bfloat16} and runs["fp32"][0] == {torch.float32}
+    bf16_loss, fp32_loss = runs["bf16"][1], runs["fp32"][1]
+    assert bf16_loss != fp32_loss and abs(bf16_loss - fp32_loss) < 0.05 * fp32_loss
+    assert runs["bf16"][2]["topic"]["accuracy"] == pytest.approx(runs["fp32"][2]["topic"]["accuracy"], abs=0.1)
