@@ -9,7 +9,7 @@ STS-B in ../shared/datasets; past the distinct count they repeat with a row-numb
 
 Each run is timed from the call to its return (model load, planning, Ray start-up and actor start-up
 included) and, in steady state, from the first finished shard to the last (shard file times). Peak memory
-is sampled every 0.25 s over the child process and all its descendants (Ray's raylet, GCS and workers):
+is sampled every 0.5 s over the child process and all its descendants (Ray's raylet, GCS and workers):
 the sum of RSS (shared pages counted in every process) and of PSS (shared pages split among them). The
 two outputs are compared row by row. Then the arithmetic for a cluster: throughput per worker times N,
 and storage per 10^9 rows for each dtype (bytes of real Parquet shards of these vectors).
@@ -110,7 +110,7 @@ def sample_memory(pid: int, stop: threading.Event, peak: dict) -> None:
         peak["rss_mb"] = max(peak.get("rss_mb", 0), rss / 2**20)
         peak["pss_mb"] = max(peak.get("pss_mb", 0), pss / 2**20)
         peak["processes"] = max(peak.get("processes", 0), len(procs))
-        stop.wait(0.25)
+        stop.wait(0.5)
 
 
 def run_child(engine: str, args: argparse.Namespace, corpus: Path, output: Path) -> dict:

@@ -224,7 +224,9 @@ def test_bad_options(corpus, tiny_encoder, tmp_path):
         encode_corpus(corpus["txt"], tmp_path / "o", model=tiny_encoder, dtype="bf16")
     with pytest.raises(ValueError, match=r"engine must be one of local, ray"):
         encode_corpus(corpus["txt"], tmp_path / "o", model=tiny_encoder, engine="spark")
-    with pytest.raises(ValueError, match=r"--workers and --ray-address need --engine ray"):
+    with pytest.raises(
+        ValueError, match=r"--workers, --ray-address, --cpus-per-worker and --gpus-per-worker need --engine ray"
+    ):
         encode_corpus(corpus["txt"], tmp_path / "o", model=tiny_encoder, workers=4)
     with pytest.raises(ValueError, match=r"input format must be auto or one of"):
         plan_input(corpus["txt"], input_format="xml")

@@ -10,9 +10,11 @@ from rich.console import Console
 from rich.table import Table
 
 from mtst.engines.cli import (
+    CpusPerWorkerOpt,
     DtypeOpt,
     EngineOpt,
     FormatOpt,
+    GpusPerWorkerOpt,
     IdColumnOpt,
     RayAddressOpt,
     ShardRowsOpt,
@@ -114,6 +116,8 @@ def encode(
     id_column: IdColumnOpt = None,
     input_format: FormatOpt = "auto",
     shard_rows: ShardRowsOpt = None,
+    cpus_per_worker: CpusPerWorkerOpt = 1.0,
+    gpus_per_worker: GpusPerWorkerOpt = 0.0,
 ) -> None:
     """Turn texts into fixed-length embeddings; print a preview, save an [n, dim] .npy file, or write Parquet shards."""
     import numpy as np
@@ -141,6 +145,8 @@ def encode(
                 id_column=id_column,
                 input_format=input_format,
                 shard_rows=shard_rows,
+                cpus_per_worker=cpus_per_worker,
+                gpus_per_worker=gpus_per_worker,
                 overwrite=overwrite,
             )
         except (OSError, ValueError, ImportError) as e:
@@ -148,7 +154,14 @@ def encode(
         console.print(message)
         return
     extra = folder_only_options(
-        engine=engine, workers=workers, ray_address=ray_address, dtype=dtype, id_column=id_column, shard_rows=shard_rows
+        engine=engine,
+        workers=workers,
+        ray_address=ray_address,
+        dtype=dtype,
+        id_column=id_column,
+        shard_rows=shard_rows,
+        cpus_per_worker=cpus_per_worker,
+        gpus_per_worker=gpus_per_worker,
     )
     if extra or text_column != "text" or input_format != "auto" or columnar_input(input_file):
         _fail(f"{', '.join(extra) or 'This input'} needs --output DIR (Parquet shards), not a .npy file or a preview.")

@@ -19,6 +19,12 @@ WorkersOpt = Annotated[
 RayAddressOpt = Annotated[
     str | None, typer.Option("--ray-address", help="--engine ray: join this cluster (default: start a local Ray).")
 ]
+CpusPerWorkerOpt = Annotated[
+    float, typer.Option(min=0.01, help="--engine ray: CPUs per actor (its torch threads: the whole number).")
+]
+GpusPerWorkerOpt = Annotated[
+    float, typer.Option(min=0, help="--engine ray: GPUs per actor (0: actors encode on CPU; Ray hides the GPUs).")
+]
 DtypeOpt = Annotated[
     str, typer.Option(help="With --output DIR: stored type, float32, float16 or int8 (with a per-row scale).")
 ]
@@ -43,6 +49,8 @@ def folder_only_options(
     dtype: str,
     id_column: str | None,
     shard_rows: int | None,
+    cpus_per_worker: float = 1.0,
+    gpus_per_worker: float = 0.0,
 ) -> list[str]:
     """The options given that only apply to ``--output DIR`` (empty if none)."""
     given = {
@@ -52,6 +60,8 @@ def folder_only_options(
         "--dtype": dtype != "float32",
         "--id-column": id_column is not None,
         "--shard-rows": shard_rows is not None,
+        "--cpus-per-worker": cpus_per_worker != 1.0,
+        "--gpus-per-worker": gpus_per_worker != 0.0,
     }
     return [name for name, set_ in given.items() if set_]
 
@@ -82,6 +92,8 @@ def encode_to_folder(
     id_column: str | None,
     input_format: str,
     shard_rows: int | None,
+    cpus_per_worker: float = 1.0,
+    gpus_per_worker: float = 0.0,
     overwrite: bool,
 ) -> str:
     """Run ``encode_corpus`` with the command's options; return the line to print."""
@@ -103,6 +115,8 @@ def encode_to_folder(
         max_length=max_length,
         workers=workers,
         ray_address=ray_address,
+        cpus_per_worker=cpus_per_worker,
+        gpus_per_worker=gpus_per_worker,
         overwrite=overwrite,
     )
     where = f"{result.workers} Ray actor(s)" if result.engine == "ray" else "the local engine"

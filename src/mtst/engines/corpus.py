@@ -72,8 +72,11 @@ def encode_corpus(
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
     if workers is not None and (not isinstance(workers, int) or workers < 1):
         raise ValueError(f"workers must be a positive integer, got {workers!r}.")
-    if engine == "local" and (workers not in (None, 1) or ray_address):
-        raise ValueError("--workers and --ray-address need --engine ray; the local engine is this one process.")
+    if engine == "local" and (workers not in (None, 1) or ray_address or cpus_per_worker != 1 or gpus_per_worker):
+        raise ValueError(
+            "--workers, --ray-address, --cpus-per-worker and --gpus-per-worker need --engine ray; "
+            "the local engine is this one process."
+        )
     folder = Path(output)
     _check_not_inside(input, folder)
     plan = plan_input(
