@@ -59,6 +59,14 @@ def _fail(message: str) -> None:
     raise typer.Exit(code=2)
 
 
+def _checked(call, *args, **kwargs):
+    """``call(*args, **kwargs)``; a user mistake it raises (``OSError``, ``ValueError``) ends the command, said."""
+    try:
+        return call(*args, **kwargs)
+    except (OSError, ValueError) as e:
+        _fail(str(e))
+
+
 def _load_encoder(model: str, pooling: str | None = None, normalize: bool | None = None, max_length: int | None = None):
     from mtst.encoder import SentenceEncoder
 
@@ -120,10 +128,9 @@ def encode(
     gpus_per_worker: GpusPerWorkerOpt = 0.0,
 ) -> None:
     """Turn texts into fixed-length embeddings; print a preview, save an [n, dim] .npy file, or write Parquet shards."""
-    import numpy as np
-
     from mtst.engines.cli import columnar_input, encode_to_folder, folder_only_options
-    from mtst.textfiles import encode_file
+    from mtst.preflight import check_text_file
+    from mtst.textfiles import check_npy_output, encode_file, save_embeddings
 
     if output is not None and output.suffix != ".npy":
         if texts or input_file is None:
@@ -165,9 +172,10 @@ def encode(
     )
     if extra or text_column != "text" or input_format != "auto" or columnar_input(input_file):
         _fail(f"{', '.join(extra) or 'This input'} needs --output DIR (Parquet shards), not a .npy file or a preview.")
-    if output is not None and output.exists() and not overwrite:
-        _fail(f"{output} exists; pass --overwrite to replace it.")
+    if output is not None:
+        _checked(check_npy_output, output, overwrite=overwrite)  # before the model loads
     if input_file is not None and output is not None and not texts:
+        _checked(check_text_file, input_file)
         encoder = _load_encoder(model, pooling, normalize, max_length)
         try:
             n, dim = encode_file(encoder, input_file, output, batch_size=batch_size, overwrite=overwrite)
@@ -179,8 +187,7 @@ def encode(
     encoder = _load_encoder(model, pooling, normalize, max_length)
     emb = encoder.encode(items, batch_size=batch_size)
     if output is not None:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        np.save(output, emb)
+        _checked(save_embeddings, output, emb, overwrite=overwrite)
         console.print(f"Wrote {emb.shape[0]} x {emb.shape[1]} float32 embeddings to {output}")
         return
     _print_embeddings(items, emb)
@@ -246,9 +253,11 @@ def predict(
     import json
 
     from mtst.model import MultiTaskModel
+    from mtst.preflight import check_predict
 
     items = _collect_texts(texts, input_file)
     try:
+        check_predict(model, task)
         mt = MultiTaskModel.load(model)
         preds = mt.predict(items, tasks=task, batch_size=batch_size, min_entity_score=min_entity_score)
     except (OSError, ValueError) as e:
@@ -298,9 +307,12 @@ def train(
 
     try:
         cfg = load_config(config, overrides or [])
-        result = run_training(cfg, output, overwrite=overwrite, resume=resume)
+        result = run_training(cfg, output, overwrite=overwrite, resume=resume, config_file=config)
     except (OSError, ValueError, FloatingPointError) as e:
         _fail(str(e))
+    except KeyboardInterrupt as e:  # Ctrl-C: say where the last checkpoint is and how to resume
+        err_console.print(f"[bold yellow]interrupted:[/] {e or 'training stopped.'}", highlight=False)
+        raise typer.Exit(code=130) from None
     if result["final_metrics"]:
         _print_metrics(result["final_metrics"], title=f"Dev metrics at step {result['steps']}")
     console.print(f"Model saved to {result['model_dir']} (best step: {result['best_step']}).")
@@ -330,9 +342,11 @@ def evaluate(
     from mtst.config import load_config
     from mtst.evaluation import evaluate_model
     from mtst.model import MultiTaskModel
+    from mtst.preflight import check_evaluation
 
     try:
         cfg = load_config(config, overrides or []) if config is not None else None
+        check_evaluation(model, cfg, split)  # before the model loads
         metrics = evaluate_model(MultiTaskModel.load(model), cfg, split=split)
     except (OSError, ValueError) as e:
         _fail(str(e))
@@ -374,13 +388,13 @@ def cache_build(
     """Encode the texts of a corpus into the cache (only those not cached yet)."""
     from mtst.cache import EmbeddingCache
     from mtst.engines.cli import read_texts
+    from mtst.preflight import check_cache
 
     try:
         texts = read_texts(input_file, text_column=text_column, input_format=input_format)
+        cache = EmbeddingCache(check_cache(_cache_dir(cache_dir), dtype), dtype=dtype)
         encoder = _load_encoder(model, pooling)
-        emb = EmbeddingCache(_cache_dir(cache_dir), dtype=dtype).get(
-            encoder, texts, batch_size=batch_size, show_progress_bar=True
-        )
+        emb = cache.get(encoder, texts, batch_size=batch_size, show_progress_bar=True)
     except (OSError, ValueError) as e:
         _fail(str(e))
     console.print(f"{len(texts)} texts cached ({emb.shape[1]} dims) in {_cache_dir(cache_dir)}")
@@ -396,7 +410,7 @@ def cache_info(
 
     from mtst.cache import EmbeddingCache
 
-    entries = EmbeddingCache(_cache_dir(cache_dir)).info()
+    entries = _checked(EmbeddingCache(_cache_dir(cache_dir)).info)
     if as_json:
         for e in entries:
             typer.echo(json.dumps(e))
@@ -427,7 +441,7 @@ def cache_clear(cache_dir: CacheDirOpt = None) -> None:
     """Delete every cache entry in the cache folder."""
     from mtst.cache import EmbeddingCache
 
-    console.print(f"Removed {EmbeddingCache(_cache_dir(cache_dir)).clear()} cache entries.")
+    console.print(f"Removed {_checked(EmbeddingCache(_cache_dir(cache_dir)).clear)} cache entries.")
 
 
 @app.command()

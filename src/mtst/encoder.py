@@ -17,11 +17,13 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError
 from torch import nn
 from tqdm.auto import tqdm
 from transformers import AutoModel, AutoTokenizer
 
 from mtst.diskio import atomic_folder
+from mtst.inputs import check_max_length
 from mtst.padding import features_for, sorted_batches
 from mtst.pooling import check_pooling, pool
 from mtst.similarity import cosine_similarity
@@ -33,6 +35,7 @@ from mtst.stfolder import (
     resolve_model_folder,
     write_sentence_transformers_files,
 )
+from mtst.tensorfiles import damaged, weights_file
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +96,7 @@ class SentenceEncoder(nn.Module):
         """
         if pooling is not None:
             check_pooling(pooling)
+        check_max_length(max_length)  # before anything loads
         folder = resolve_model_folder(name_or_path)
         st = read_sentence_transformers_config(folder)
         backbone_dir = folder / st.get("backbone_subdir", "")
@@ -107,12 +111,14 @@ class SentenceEncoder(nn.Module):
                 backbone = AutoModel.from_pretrained(str(backbone_dir), dtype=torch.float32)
         except (OSError, ValueError, KeyError) as e:
             raise OSError(f"Could not load the backbone from {backbone_dir}: {e}") from e
+        except SafetensorError as e:
+            raise OSError(str(damaged(weights_file(backbone_dir), e, "Save or download the model again."))) from None
         encoder = cls(
             backbone,
             tokenizer,
             pooling=pooling or st.get("pooling", "mean"),
             normalize=st.get("normalize", False) if normalize is None else normalize,
-            max_length=max_length or st.get("max_length"),
+            max_length=max_length if max_length is not None else st.get("max_length"),
         )
         encoder.source = str(name_or_path)
         return encoder.to(device or _default_device()).eval()

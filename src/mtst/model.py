@@ -7,17 +7,19 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
-from mtst.version import __version__
 from mtst.config import MTSTConfig, TaskConfig
 from mtst.diskio import atomic_folder, check_writable_folder, read_json, write_json
 from mtst.encoder import SentenceEncoder
 from mtst.tasks import PredictBatch, Task, build_task
+from mtst.tensorfiles import load_tensors
+from mtst.version import __version__
 
 MODEL_CONFIG_FILE = "mtst_config.json"
 HEADS_FILE = "heads.safetensors"
+REDO = "Save or train the model again, or restore the folder from a copy."  # what to do about a damaged file
 ENCODER_DIR = "encoder"
 FORMAT = "mtst-multitask"
 FORMAT_VERSION = 1
@@ -206,7 +208,7 @@ class MultiTaskModel(nn.Module):
             )
         model = cls(encoder, [build_task(TaskConfig(**t)) for t in conf["tasks"]])
         model.extra = conf.get("extra", {})
-        state = load_file(str(path / HEADS_FILE))
+        state = load_tensors(path / HEADS_FILE, REDO)
         mismatch = state_mismatch(model.heads.state_dict(), state)
         if mismatch:
             raise ValueError(f"{path / HEADS_FILE} does not match {conf_file}: {mismatch}")
@@ -272,5 +274,5 @@ def read_saved_head(path: str | Path, task: TaskConfig) -> tuple[list[str] | Non
             f"{where}: labels {list(task.labels)} differ from the saved head's {names} (same names, same order needed)."
         )
     prefix = f"{task.name}."
-    state = {k[len(prefix) :]: v for k, v in load_file(str(heads_file)).items() if k.startswith(prefix)}
+    state = {k[len(prefix) :]: v for k, v in load_tensors(heads_file, REDO).items() if k.startswith(prefix)}
     return names, state

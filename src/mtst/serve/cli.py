@@ -109,7 +109,11 @@ def serve_cmd(
     app = create_app(loader, settings, on_load_error=on_load_error)
     auth = "an API key is required (except on /, /health, /docs)" if api_key else "no API key"
     typer.echo(f"mtst serve: loading {model!r}; /health answers 503 until it is ready; {auth}.", err=True)
-    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=30)
+    # keep-alive longer than clients' own idle expiry (httpx: 5 s), so a client never reuses a connection at the
+    # moment the server closes it (uvicorn's default is 5 s too: one ReadError in 3,200 bench requests fits that).
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=30, timeout_keep_alive=30
+    )
     server = uvicorn.Server(config)
     server.run()
     if failure:
