@@ -20,7 +20,7 @@ demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/mtst demo
 
 test: $(STAMP)
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q --durations=15
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench experiments

@@ -3,6 +3,7 @@ import logging
 import numpy as np
 import pytest
 import torch
+from needs import need_module
 
 from mtst.encoder import SentenceEncoder, read_sentence_transformers_config
 from mtst.similarity import cosine_similarity, ranked_pairs
@@ -140,7 +141,7 @@ def test_save_load_roundtrip(tiny_model_dir, tmp_path):
 
 
 def test_saved_folder_loads_in_sentence_transformers(tiny_model_dir, tmp_path):
-    st_mod = pytest.importorskip("sentence_transformers")
+    st_mod = need_module("sentence_transformers")
     for pooling, normalize in [("mean", False), ("max", True)]:
         enc = SentenceEncoder.from_pretrained(tiny_model_dir, pooling=pooling, normalize=normalize)
         out = enc.save(tmp_path / f"{pooling}")
