@@ -295,6 +295,8 @@ def test_ray_engine_with_two_actors_matches_local(local_ray, tiny_model_dir, tmp
     # the layouts are the same: a folder written by Ray resumes with the local engine (nothing left to do)
     again = encode_corpus(src, tmp_path / "ray", model=tiny_model_dir, id_column="id", shard_rows=15)
     assert (again.written, again.skipped) == (0, 8)
+    # Ray Data reads the folder back as one dataset (it reads the .parquet files, not the manifest)
+    assert local_ray.data.read_parquet(str(tmp_path / "ray")).count() == 120
 
 
 def test_ray_actor_sends_bad_input_back_as_the_error_to_raise(tiny_model_dir, tmp_path):

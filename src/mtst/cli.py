@@ -9,18 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from mtst.engines.cli import (
-    CpusPerWorkerOpt,
-    DtypeOpt,
-    EngineOpt,
-    FormatOpt,
-    GpusPerWorkerOpt,
-    IdColumnOpt,
-    RayAddressOpt,
-    ShardRowsOpt,
-    TextColumnOpt,
-    WorkersOpt,
-)
+import mtst.engines.cli as corpus_cli
 from mtst.serve.cli import serve_cmd
 
 app = typer.Typer(
@@ -93,20 +82,10 @@ def _collect_texts(texts: list[str] | None, input_file: Path | None) -> list[str
 
 @app.command()
 def encode(
+    ctx: typer.Context,
     texts: Annotated[list[str] | None, typer.Argument(help="Texts to encode.")] = None,
-    input_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--input",
-            "-i",
-            help="A text file (one text a line); with --output DIR also Parquet, JSONL, CSV, TSV, "
-            "a folder or a quoted glob.",
-        ),
-    ] = None,
-    output: Annotated[
-        Path | None,
-        typer.Option("--output", "-o", help="A .npy file, or a folder for Parquet shards and a manifest (resumable)."),
-    ] = None,
+    input_file: Annotated[Path | None, typer.Option("--input", "-i", help=corpus_cli.INPUT_HELP)] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help=corpus_cli.OUTPUT_HELP)] = None,
     model: ModelOpt = "default",
     pooling: PoolingOpt = None,
     normalize: Annotated[
@@ -116,62 +95,29 @@ def encode(
     batch_size: Annotated[int, typer.Option(min=1, help="Texts per forward pass.")] = 32,
     max_length: Annotated[int | None, typer.Option(help="Truncate texts to this many tokens.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing --output file (or folder's shards).")] = False,
-    engine: EngineOpt = "local",
-    workers: WorkersOpt = None,
-    ray_address: RayAddressOpt = None,
-    dtype: DtypeOpt = "float32",
-    text_column: TextColumnOpt = "text",
-    id_column: IdColumnOpt = None,
-    input_format: FormatOpt = "auto",
-    shard_rows: ShardRowsOpt = None,
-    cpus_per_worker: CpusPerWorkerOpt = 1.0,
-    gpus_per_worker: GpusPerWorkerOpt = 0.0,
+    engine: corpus_cli.EngineOpt = "local",
+    workers: corpus_cli.WorkersOpt = None,
+    ray_address: corpus_cli.RayAddressOpt = None,
+    dtype: corpus_cli.DtypeOpt = "float32",
+    text_column: corpus_cli.TextColumnOpt = "text",
+    id_column: corpus_cli.IdColumnOpt = None,
+    input_format: corpus_cli.FormatOpt = "auto",
+    shard_rows: corpus_cli.ShardRowsOpt = None,
+    cpus_per_worker: corpus_cli.CpusPerWorkerOpt = 1.0,
+    gpus_per_worker: corpus_cli.GpusPerWorkerOpt = 0.0,
 ) -> None:
     """Turn texts into fixed-length embeddings; print a preview, save an [n, dim] .npy file, or write Parquet shards."""
-    from mtst.engines.cli import columnar_input, encode_to_folder, folder_only_options
     from mtst.preflight import check_text_file
     from mtst.textfiles import check_npy_output, encode_file, save_embeddings
 
-    if output is not None and output.suffix != ".npy":
-        if texts or input_file is None:
-            _fail(f"--output must end in .npy with texts as arguments, got {output}; --output DIR needs --input.")
+    if output is not None and output.suffix != ".npy":  # a folder: Parquet shards (mtst.engines)
         try:
-            message = encode_to_folder(
-                input_file,
-                output,
-                model=model,
-                pooling=pooling,
-                normalize=normalize,
-                max_length=max_length,
-                batch_size=batch_size,
-                engine=engine,
-                workers=workers,
-                ray_address=ray_address,
-                dtype=dtype,
-                text_column=text_column,
-                id_column=id_column,
-                input_format=input_format,
-                shard_rows=shard_rows,
-                cpus_per_worker=cpus_per_worker,
-                gpus_per_worker=gpus_per_worker,
-                overwrite=overwrite,
-            )
+            console.print(corpus_cli.encode_to_folder(ctx.params))
         except (OSError, ValueError, ImportError) as e:
             _fail(str(e))
-        console.print(message)
         return
-    extra = folder_only_options(
-        engine=engine,
-        workers=workers,
-        ray_address=ray_address,
-        dtype=dtype,
-        id_column=id_column,
-        shard_rows=shard_rows,
-        cpus_per_worker=cpus_per_worker,
-        gpus_per_worker=gpus_per_worker,
-    )
-    if extra or text_column != "text" or input_format != "auto" or columnar_input(input_file):
-        _fail(f"{', '.join(extra) or 'This input'} needs --output DIR (Parquet shards), not a .npy file or a preview.")
+    if problem := corpus_cli.npy_problem(ctx.params):
+        _fail(problem)
     if output is not None:
         _checked(check_npy_output, output, overwrite=overwrite)  # before the model loads
     if input_file is not None and output is not None and not texts:
@@ -373,25 +319,21 @@ def _cache_dir(cache_dir: Path | None) -> Path:
 
 @cache_app.command("build")
 def cache_build(
-    input_file: Annotated[
-        Path,
-        typer.Option("--input", "-i", help="Text (one a line), Parquet, JSONL, CSV or TSV: a file, folder or glob."),
-    ],
+    input_file: Annotated[Path, typer.Option("--input", "-i", help=corpus_cli.CORPUS_HELP)],
     model: ModelOpt = "default",
     pooling: PoolingOpt = None,
     cache_dir: CacheDirOpt = None,
     dtype: Annotated[str, typer.Option(help="float32 or float16.")] = "float32",
     batch_size: Annotated[int, typer.Option(min=1)] = 64,
-    text_column: TextColumnOpt = "text",
-    input_format: FormatOpt = "auto",
+    text_column: corpus_cli.TextColumnOpt = "text",
+    input_format: corpus_cli.FormatOpt = "auto",
 ) -> None:
     """Encode the texts of a corpus into the cache (only those not cached yet)."""
     from mtst.cache import EmbeddingCache
-    from mtst.engines.cli import read_texts
     from mtst.preflight import check_cache
 
     try:
-        texts = read_texts(input_file, text_column=text_column, input_format=input_format)
+        texts = corpus_cli.read_texts(input_file, text_column=text_column, input_format=input_format)
         cache = EmbeddingCache(check_cache(_cache_dir(cache_dir), dtype), dtype=dtype)
         encoder = _load_encoder(model, pooling)
         emb = cache.get(encoder, texts, batch_size=batch_size, show_progress_bar=True)

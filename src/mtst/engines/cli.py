@@ -5,11 +5,15 @@ Only typer is imported at module level: ``mtst.cli`` imports these option types 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
+INPUT_HELP = "A text file (one text a line); with --output DIR also Parquet, JSONL, CSV, TSV, a folder, a quoted glob."
+OUTPUT_HELP = "A .npy file, or a folder for Parquet shards and a manifest (resumable)."
+CORPUS_HELP = "Text (one a line), Parquet, JSONL, CSV or TSV: a file, a folder or a quoted glob."
 EngineOpt = Annotated[
     str, typer.Option(help="With --output DIR: local (this process) or ray (a Ray Data actor pool, mtst[ray]).")
 ]
@@ -41,87 +45,73 @@ ShardRowsOpt = Annotated[
 ]
 
 
-def folder_only_options(
-    *,
-    engine: str,
-    workers: int | None,
-    ray_address: str | None,
-    dtype: str,
-    id_column: str | None,
-    shard_rows: int | None,
-    cpus_per_worker: float = 1.0,
-    gpus_per_worker: float = 0.0,
-) -> list[str]:
-    """The options given that only apply to ``--output DIR`` (empty if none)."""
-    given = {
-        "--engine": engine != "local",
-        "--workers": workers is not None,
-        "--ray-address": ray_address is not None,
-        "--dtype": dtype != "float32",
-        "--id-column": id_column is not None,
-        "--shard-rows": shard_rows is not None,
-        "--cpus-per-worker": cpus_per_worker != 1.0,
-        "--gpus-per-worker": gpus_per_worker != 0.0,
-    }
-    return [name for name, set_ in given.items() if set_]
+# Options of `mtst encode` that only a folder output uses, with their defaults.
+_FOLDER_ONLY = {
+    "engine": "local",
+    "workers": None,
+    "ray_address": None,
+    "dtype": "float32",
+    "text_column": "text",
+    "id_column": None,
+    "input_format": "auto",
+    "shard_rows": None,
+    "cpus_per_worker": 1.0,
+    "gpus_per_worker": 0.0,
+}
 
 
-def columnar_input(input: Path | None) -> bool:
-    """True if ``input`` is a Parquet, JSONL, CSV or TSV file, a folder or a glob (not one plain text file)."""
+def _flag(name: str) -> str:
+    return "--format" if name == "input_format" else "--" + name.replace("_", "-")
+
+
+def npy_problem(params: Mapping[str, Any]) -> str | None:
+    """Why ``mtst encode`` with these parsed options cannot write a ``.npy`` file or a preview, or None."""
     from mtst.engines.readers import format_of
 
-    if input is None:
-        return False
-    return input.is_dir() or any(c in str(input) for c in "*?[") or format_of(input) != "text"
+    given = [_flag(k) for k, default in _FOLDER_ONLY.items() if params.get(k, default) != default]
+    source = params.get("input_file")
+    columnar = source is not None and (
+        source.is_dir() or any(c in str(source) for c in "*?[") or format_of(source) != "text"
+    )
+    if given or columnar:
+        what = ", ".join(given) if given else f"--input {source} (not one plain text file)"
+        return f"{what} needs --output DIR (Parquet shards), not a .npy file or a preview."
+    return None
 
 
-def encode_to_folder(
-    input: Path,
-    output: Path,
-    *,
-    model: str,
-    pooling: str | None,
-    normalize: bool | None,
-    max_length: int | None,
-    batch_size: int,
-    engine: str,
-    workers: int | None,
-    ray_address: str | None,
-    dtype: str,
-    text_column: str,
-    id_column: str | None,
-    input_format: str,
-    shard_rows: int | None,
-    cpus_per_worker: float = 1.0,
-    gpus_per_worker: float = 0.0,
-    overwrite: bool,
-) -> str:
-    """Run ``encode_corpus`` with the command's options; return the line to print."""
+def encode_to_folder(params: Mapping[str, Any]) -> str:
+    """Run ``encode_corpus`` with the parsed options of ``mtst encode`` (``ctx.params``); return the line to print."""
     from mtst.engines.corpus import DEFAULT_SHARD_ROWS, encode_corpus
 
+    output = params["output"]
+    if params.get("texts") or params.get("input_file") is None:
+        raise ValueError(
+            f"--output must end in .npy with texts as arguments, got {output}; --output DIR needs --input."
+        )
+    p = {k: params.get(k, default) for k, default in _FOLDER_ONLY.items()}
     result = encode_corpus(
-        input,
+        params["input_file"],
         output,
-        model=model,
-        engine=engine,
-        dtype=dtype,
-        text_column=text_column,
-        id_column=id_column,
-        input_format=input_format,
-        shard_rows=shard_rows or DEFAULT_SHARD_ROWS,
-        batch_size=batch_size,
-        pooling=pooling,
-        normalize=normalize,
-        max_length=max_length,
-        workers=workers,
-        ray_address=ray_address,
-        cpus_per_worker=cpus_per_worker,
-        gpus_per_worker=gpus_per_worker,
-        overwrite=overwrite,
+        model=params["model"],
+        engine=p["engine"],
+        dtype=p["dtype"],
+        text_column=p["text_column"],
+        id_column=p["id_column"],
+        input_format=p["input_format"],
+        shard_rows=p["shard_rows"] or DEFAULT_SHARD_ROWS,
+        batch_size=params["batch_size"],
+        pooling=params.get("pooling"),
+        normalize=params.get("normalize"),
+        max_length=params.get("max_length"),
+        workers=p["workers"],
+        cpus_per_worker=p["cpus_per_worker"],
+        gpus_per_worker=p["gpus_per_worker"],
+        ray_address=p["ray_address"],
+        overwrite=bool(params.get("overwrite")),
     )
     where = f"{result.workers} Ray actor(s)" if result.engine == "ray" else "the local engine"
     return (
-        f"{result.rows} x {result.dim} {dtype} embeddings in {result.shards} shard(s) in {result.output} "
+        f"{result.rows} x {result.dim} {p['dtype']} embeddings in {result.shards} shard(s) in {result.output} "
         f"({result.written} written now, {result.skipped} already done) in {result.seconds:.1f}s with {where}."
     )
 

@@ -8,9 +8,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from mtst.encoder import SentenceEncoder
 from mtst.engines.local import ModelSpec, ShardSettings, load_encoder, run_local
 from mtst.engines.manifest import build_manifest, check_output_folder, model_fingerprint, output_lock, prepare_output
+from mtst.engines.rayengine import run_ray
 from mtst.engines.readers import find_input_files, plan_input
 from mtst.engines.shards import check_dtype
 
@@ -62,8 +65,6 @@ def encode_corpus(
     runs in this process. ``model`` is a name or folder for ``SentenceEncoder.from_pretrained``, or a
     loaded encoder (pooling / normalize / max_length then come from it).
     """
-    from tqdm.auto import tqdm
-
     start_time = time.perf_counter()
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}.")
@@ -116,8 +117,6 @@ def encode_corpus(
             if pending and engine == "local":
                 run_local(encoder, pending, shard_settings, bar.update)
             elif pending:
-                from mtst.engines.rayengine import run_ray
-
                 used = run_ray(
                     spec,
                     fingerprint,

@@ -8,6 +8,7 @@ difference is refused with the fields that differ, so two runs never mix in one 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -15,9 +16,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from mtst.diskio import read_json, write_json
 from mtst.engines.readers import Plan
 from mtst.engines.shards import SHARD_RE, TEMP_RE, shard_name, shard_rows
+from mtst.version import __version__
 
 MANIFEST = "_manifest.json"
 FORMAT = "mtst-embeddings"
@@ -31,8 +35,6 @@ def model_fingerprint(encoder: Any) -> str:
 
     The one place engines fingerprint a model: two encoders share it only if their weights are equal.
     """
-    import torch
-
     h = hashlib.sha256()
     for name, tensor in sorted(encoder.backbone.state_dict().items()):
         h.update(name.encode())
@@ -43,8 +45,6 @@ def model_fingerprint(encoder: Any) -> str:
 
 def build_manifest(encoder: Any, plan: Plan, settings: dict[str, Any], *, fingerprint: str) -> dict[str, Any]:
     """The manifest of a run: the model (fingerprint, pooling, normalization, max length, dim), settings, plan."""
-    from mtst.version import __version__
-
     return {
         "format": FORMAT,
         "version": VERSION,
@@ -154,8 +154,6 @@ def prepare_output(folder: Path, manifest: dict[str, Any], *, overwrite: bool = 
 @contextlib.contextmanager
 def output_lock(folder: Path) -> Iterator[None]:
     """Hold an exclusive lock on the output folder for one run; a second run into it is refused at once."""
-    import fcntl
-
     folder.mkdir(parents=True, exist_ok=True)
     fd = os.open(folder, os.O_RDONLY)
     try:

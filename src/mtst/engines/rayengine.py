@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import builtins
 import logging
+import os
 import socket
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+import torch
 
 from mtst.engines.local import ModelSpec, ShardSettings, encode_fragment, load_encoder
 from mtst.engines.manifest import model_fingerprint
@@ -44,8 +46,6 @@ class FragmentEncoder:
         settings: ShardSettings,
         threads: int,
     ) -> None:
-        import torch
-
         torch.set_num_threads(threads)
         self.encoder = load_encoder(spec)
         if model_fingerprint(self.encoder) != fingerprint:
@@ -100,8 +100,6 @@ def run_ray(
         if address:
             ray.init(address=address, logging_level=logging.WARNING)
         else:
-            import os
-
             n = workers or max(1, int((os.cpu_count() or 1) // max(cpus_per_worker, 1e-9)))
             ray.init(
                 num_cpus=max(1, int(round(n * cpus_per_worker))),
