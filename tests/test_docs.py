@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from needs import missing
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.real_model, pytest.mark.slow]
@@ -21,7 +22,7 @@ def blocks(path: Path, lang: str) -> list[str]:
 @pytest.fixture(scope="module")
 def guide_env():
     if not (ROOT.parent / "shared" / "datasets").exists():
-        pytest.skip("the guide's training example reads ../shared/datasets")
+        missing("the guide's training example reads ../shared/datasets, which is missing")
     out = ROOT / "runs" / "guide"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
@@ -39,6 +40,7 @@ def _run_bash(script: str, env: dict) -> None:
     assert res.returncode == 0, f"{script}\n--- stdout\n{res.stdout[-3000:]}\n--- stderr\n{res.stderr[-3000:]}"
 
 
+@pytest.mark.timeout(1500)  # trains on real data (about 3 minutes on a free machine, 10 on a busy one)
 def test_guide_blocks_run_in_order(guide_env, monkeypatch):
     """The guide's blocks in document order: shell blocks create files that later Python blocks use."""
     text = (ROOT / "docs" / "guide.md").read_text(encoding="utf-8")
@@ -60,6 +62,7 @@ def test_readme_python_block_runs(monkeypatch, tmp_path):
     assert (tmp_path / "my-encoder" / "modules.json").exists()
 
 
+@pytest.mark.timeout(900)
 def test_readme_cli_block_runs(guide_env, tmp_path):
     """README's command-line block (the set-up commands `make demo` / `make test` are tested elsewhere)."""
     script = "\n".join(b for b in blocks(ROOT / "README.md", "bash") if not b.lstrip().startswith("make "))
@@ -80,25 +83,85 @@ def _doc_commands(path: Path) -> list[list[str]]:
     return commands
 
 
+# Runs a script with argparse's parse_args patched to stop (exit 0) once the arguments are accepted: no --help,
+# which would exit 0 before argparse looks at the other arguments. A script that never parses exits 3.
+_PARSE_ONLY = """
+import argparse, runpy, sys
+parse = argparse.ArgumentParser.parse_args
+def parse_then_stop(self, args=None, namespace=None):
+    parse(self, args, namespace)
+    raise SystemExit(0)
+argparse.ArgumentParser.parse_args = parse_then_stop
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+sys.exit(3)
+"""
+
+
+def check_script_arguments(words: list[str]) -> subprocess.CompletedProcess:
+    """Parse ``python SCRIPT ARGS...`` with the script's own argparse parser, then stop before any work."""
+    return subprocess.run(
+        [sys.executable, "-c", _PARSE_ONLY, *words[1:]], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+
+
+def check_mtst_arguments(words: list[str]) -> None:
+    """Parse ``mtst SUBCOMMAND ARGS...`` with click (typer's copy of it), as the real CLI would, without running it.
+
+    Raises ``typer.TyperException`` (click's ``UsageError`` and its kin) for an unknown command, option or value.
+    """
+    import typer
+    from typer.core import TyperGroup
+
+    from mtst.cli import app
+
+    command, ctx, name, args = typer.main.get_command(app), None, "mtst", list(words[1:])
+    while isinstance(command, TyperGroup):
+        ctx = typer.Context(command, info_name=name, parent=ctx)
+        if not args:
+            raise typer.BadParameter(f"{' '.join(words)}: a subcommand is missing", ctx=ctx)
+        name, command, args = command.resolve_command(ctx, args)  # "No such command" for an unknown one
+    with command.make_context(name, args, parent=ctx):  # unknown options, bad values, missing arguments
+        pass
+
+
+def test_argument_checks_catch_bad_flags():
+    """The checks below reject what --help let through: an unknown flag, a bad value, an unknown subcommand."""
+    import typer
+
+    res = check_script_arguments(["python", "bench/cache_speed.py", "--no-such-flag"])
+    assert res.returncode == 2 and "unrecognized arguments: --no-such-flag" in res.stderr
+    res = check_script_arguments(["python", "bench/cache_speed.py", "--rounds", "two"])
+    assert res.returncode == 2 and "invalid int value" in res.stderr
+    with pytest.raises(typer.TyperException, match="No such option: --no-such-flag"):
+        check_mtst_arguments(["mtst", "train", "configs/multitask.yaml", "--output", "x", "--no-such-flag"])
+    with pytest.raises(typer.TyperException, match="Missing parameter: output"):
+        check_mtst_arguments(["mtst", "train", "configs/multitask.yaml"])
+    with pytest.raises(typer.TyperException, match="No such command 'trian'"):
+        check_mtst_arguments(["mtst", "trian", "configs/multitask.yaml"])
+    with pytest.raises(typer.TyperException, match="No such command 'nope'"):
+        check_mtst_arguments(["mtst", "cache", "nope"])
+    check_mtst_arguments(["mtst", "cache", "info"])
+
+
 @pytest.mark.parametrize("doc", ["docs/benchmarks.md", "docs/discussion.md"])
-def test_long_running_doc_commands_are_valid(doc):
+def test_long_running_doc_commands_are_valid(doc, monkeypatch):
     """Benchmark and experiment commands take minutes to an hour each, so they are checked, not run: every
-    script exists and accepts its arguments (argparse, with --help appended), and every task file loads with
-    its --set overrides."""
+    script exists and its parser accepts the arguments, every mtst command parses (click), and every task
+    file loads with its --set overrides."""
     from mtst.config import load_config
 
+    monkeypatch.chdir(ROOT)  # paths in the docs are relative to the project root
     commands = _doc_commands(ROOT / doc)
     assert len(commands) >= 5
     for words in commands:
         prog = Path(words[0]).name
         if prog == "python":
             assert (ROOT / words[1]).is_file(), f"{doc}: {words[1]} does not exist"
-            res = subprocess.run(
-                [sys.executable, words[1], *words[2:], "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120
-            )
+            res = check_script_arguments(words)
             assert res.returncode == 0, f"{doc}: {' '.join(words)}\n{res.stderr[-2000:]}"
         elif prog == "mtst":
-            assert words[1] in ("train", "evaluate", "encode", "cache", "demo"), f"{doc}: {' '.join(words)}"
+            check_mtst_arguments(["mtst", *words[1:]])
             overrides = [words[i + 1] for i, w in enumerate(words[:-1]) if w == "--set"]
             for config in (w for w in words[2:] if w.endswith((".yaml", ".yml"))):
                 load_config(ROOT / config, overrides)
