@@ -163,24 +163,30 @@ async def run_load(
     clients: int,
     time_limit: float,
 ) -> dict[str, Any]:
-    """Closed loop: ``clients`` workers take the next request until all are sent or time runs out."""
+    """Closed loop: ``clients`` workers take the next request until all are sent or time runs out.
+
+    The answers are kept as bytes and checked after the clock stops, so that checking costs the load nothing.
+    """
     queue = list(range(len(requests)))
     latencies: list[float] = []
     statuses: dict[int, int] = {}
-    lost = wrong = retry_after_missing = 0
+    lost = retry_after_missing = 0
     examples: list[str] = []
+    answers: list[tuple[list[str], bytes]] = []
     deadline = time.monotonic() + time_limit
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    headers = {"content-type": "application/json"}
 
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=120) as client:
 
         async def worker() -> None:
-            nonlocal lost, wrong, retry_after_missing
+            nonlocal lost, retry_after_missing
             while queue and time.monotonic() < deadline:
                 texts = requests[queue.pop()]
+                body = json.dumps({"inputs": texts}).encode()
                 start = time.perf_counter()
                 try:
-                    res = await client.post("/predict", json={"inputs": texts})
+                    res = await client.post("/predict", content=body, headers=headers)
                 except httpx.HTTPError as e:
                     lost += 1
                     examples.append(f"{type(e).__name__}: {e}")
@@ -194,20 +200,23 @@ async def run_load(
                     examples.append(res.text[:200])
                     continue
                 latencies.append(time.perf_counter() - start)
-                preds = res.json()["predictions"]
-                if len(preds) != len(texts):
-                    lost += 1
-                    continue
-                for text, pred in zip(texts, preds, strict=True):
-                    diff = check_prediction(pred, reference[text])
-                    if diff:
-                        wrong += 1
-                        if len(examples) < 5:
-                            examples.append(f"{text[:60]!r}: {diff}")
+                answers.append((texts, res.content))
 
         start = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(clients)))
         wall = time.perf_counter() - start
+    wrong = 0
+    for texts, content in answers:  # each answer against the reference of its own request's sentences
+        preds = json.loads(content)["predictions"]
+        if len(preds) != len(texts):
+            lost += 1
+            continue
+        for text, pred in zip(texts, preds, strict=True):
+            diff = check_prediction(pred, reference[text])
+            if diff:
+                wrong += 1
+                if len(examples) < 5:
+                    examples.append(f"{text[:60]!r}: {diff}")
     done = len(latencies)
     lat = sorted(latencies)
     return {
@@ -259,6 +268,17 @@ def with_health(url: str, load) -> dict[str, Any]:
     return {**result, **health}
 
 
+def batch_stats(url: str) -> tuple[float, float, float]:
+    """(batches, requests, texts) run so far, from the server's Prometheus histograms."""
+    text = httpx.get(f"{url}/metrics", timeout=30).text
+
+    def value(name: str) -> float:
+        m = re.search(rf"^{name} ([0-9.e+]+)$", text, flags=re.M)
+        return float(m.group(1)) if m else 0.0
+
+    return value("mtst_batch_requests_count"), value("mtst_batch_requests_sum"), value("mtst_batch_size_sum")
+
+
 def sentences_in(requests: list[list[str]]) -> int:
     return sum(len(r) for r in requests)
 
@@ -306,12 +326,19 @@ def main() -> None:
 
         results: dict[str, list[dict]] = {"batching": [], "no_batching": []}
         for i, mode in enumerate(["batching", "no_batching", "no_batching", "batching"]):
+            before = batch_stats(servers[mode].url)
             r = asyncio.run(run_load(servers[mode].url, rounds[i], reference, args.clients, args.round_time_limit))
+            after = batch_stats(servers[mode].url)
+            batches, reqs, texts = (a - b for a, b in zip(after, before, strict=True))
+            r.update(
+                batches=batches, requests_per_batch=reqs / max(batches, 1), texts_per_batch=texts / max(batches, 1)
+            )
             r["sentences"] = sentences_in(rounds[i][: r["requests_sent"]])
             results[mode].append(r)
             log(
                 f"round {i + 1} {mode:12s}: {r['requests_per_s']:.2f} req/s, p50 {r['p50_ms']:.0f} ms, "
-                f"p99 {r['p99_ms']:.0f} ms, ok {r['ok']}, lost {r['lost']}, wrong {r['wrong_sentences']}"
+                f"p99 {r['p99_ms']:.0f} ms, {r['requests_per_batch']:.1f} requests ({r['texts_per_batch']:.0f} "
+                f"sentences) per batch, ok {r['ok']}, lost {r['lost']}, wrong {r['wrong_sentences']}"
             )
         summary = {}
         for mode, rs in results.items():
