@@ -58,6 +58,33 @@ def _live_tensors(encoder: SentenceEncoder) -> list[Any] | None:
     return None if any(t.is_inference() for t in tensors) else tensors  # inference tensors keep no version counter
 
 
+def check_cache_root(root: Path) -> Path:
+    """Refuse a cache folder that is a file, or lies under one (the error names it, not a sub-path of it)."""
+    for path in (root, *root.parents):
+        if path.exists():
+            if not path.is_dir():
+                where = "" if path == root else f" cannot be created: {path}"
+                raise NotADirectoryError(
+                    f"The cache folder {root}{where} is a file, not a folder: pass a folder as --cache-dir "
+                    "(train.cache_dir in a task file)."
+                )
+            return root
+    return root
+
+
+def _read_entry_file(path: Path, default: Any = None) -> Any:
+    """A cache entry's meta.json or index.json; a damaged one is an error that says how to clear it."""
+    if default is not None and not path.exists():  # an entry whose creation was interrupted: no shards yet
+        return default
+    try:
+        return read_json(path)
+    except (ValueError, OSError) as e:
+        raise ValueError(
+            f"{e} The cache entry {path.parent} is damaged: run `mtst cache clear --cache-dir {path.parent.parent}` "
+            "(or delete that folder); its embeddings are computed again when next needed."
+        ) from e
+
+
 @contextlib.contextmanager
 def _locked(folder: Path) -> Iterator[None]:
     """Exclusive lock for writers of one cache entry (readers need none: files only appear by rename)."""
@@ -125,20 +152,23 @@ class EmbeddingCache:
         """The folder of the entry for this encoder and kind (created with its meta.json if new)."""
         fields = self.key_fields(encoder, kind)
         key = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:24]
-        folder = self.root / f"{kind}-{key}"
+        folder = check_cache_root(self.root) / f"{kind}-{key}"
         meta = folder / "meta.json"
         if meta.exists():
-            if read_json(meta) != {**fields, "dim": encoder.dim}:
+            if _read_entry_file(meta) != {**fields, "dim": encoder.dim}:
                 raise ValueError(f"{meta} does not match its key: the cache entry is inconsistent; clear it.")
         else:
-            folder.mkdir(parents=True, exist_ok=True)
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise OSError(f"Cannot create the cache folder {self.root}: {e.strerror}.") from e
+            write_json(folder / "index.json", {"shards": []})  # the index first: meta.json marks a whole entry
             write_json(meta, {**fields, "dim": encoder.dim})
-            write_json(folder / "index.json", {"shards": []})
         return folder
 
     # ------------------------------------------------------------------ reading
     def _valid_shards(self, folder: Path, *, verify: bool = True) -> list[dict[str, Any]]:
-        index = read_json(folder / "index.json")
+        index = _read_entry_file(folder / "index.json", {"shards": []})
         good = []
         for shard in index["shards"]:
             problem = None
@@ -230,7 +260,7 @@ class EmbeddingCache:
             }
         arrays["keys"] = np.frombuffer(b"".join(keys), dtype="V16")
         with _locked(folder):
-            index = read_json(folder / "index.json")
+            index = _read_entry_file(folder / "index.json", {"shards": []})
             number = max([int(s["id"]) for s in index["shards"]], default=-1) + 1
             files = {}
             for name, array in arrays.items():
@@ -251,11 +281,11 @@ class EmbeddingCache:
     def info(self) -> list[dict[str, Any]]:
         """One summary per cache entry: kind, rows, bytes on disk and the key fields."""
         out = []
-        if not self.root.exists():
+        if not check_cache_root(self.root).exists():
             return out
         for folder in sorted(p for p in self.root.iterdir() if (p / "meta.json").exists()):
-            meta = read_json(folder / "meta.json")
-            index = read_json(folder / "index.json")
+            meta = _read_entry_file(folder / "meta.json")
+            index = _read_entry_file(folder / "index.json", {"shards": []})
             size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
             out.append(
                 {
@@ -270,7 +300,8 @@ class EmbeddingCache:
 
     def clear(self) -> int:
         """Delete every cache entry under the root; returns how many were removed."""
-        entries = [p for p in self.root.iterdir() if (p / "meta.json").exists()] if self.root.exists() else []
+        root = check_cache_root(self.root)
+        entries = [p for p in root.iterdir() if (p / "meta.json").exists()] if root.exists() else []
         for p in entries:
             shutil.rmtree(p)
         return len(entries)

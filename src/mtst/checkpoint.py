@@ -12,11 +12,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from mtst.diskio import atomic_folder, read_json, write_json
 from mtst.model import MultiTaskModel
+from mtst.tensorfiles import DamagedFileError, load_tensors
 
 MODEL_DIR = "model"
 STATE_FILE = "trainer_state.json"
@@ -116,18 +117,33 @@ def load_checkpoint(
     for name in needed:
         if not (folder / name).exists():
             raise FileNotFoundError(f"Checkpoint {folder} is incomplete: {name} is missing.")
-    saved = MultiTaskModel.load(folder / MODEL_DIR, device="cpu")
+    redo = (
+        f"The checkpoint in {folder} is damaged: resume from a copy of it, or train again without --resume "
+        "(into a new --output folder, or with --overwrite)."
+    )
+
+    def tensors(name: str) -> dict[str, torch.Tensor]:
+        return load_tensors(folder / name, redo)
+
+    def meta(name: str) -> Any:
+        try:
+            return read_json(folder / name)
+        except ValueError as e:
+            raise DamagedFileError(f"{e} {redo}", path=folder / name) from None
+
+    try:
+        saved = MultiTaskModel.load(folder / MODEL_DIR, device="cpu")
+    except (DamagedFileError, OSError, ValueError) as e:
+        if "damaged" not in str(e) and "malformed JSON" not in str(e):
+            raise
+        raise DamagedFileError(f"{e} ({redo})", path=folder / MODEL_DIR) from None
     if list(saved.tasks) != list(model.tasks):
         raise ValueError(f"Checkpoint {folder} has tasks {list(saved.tasks)}, the config has {list(model.tasks)}.")
     model.load_state_dict(saved.state_dict())
     if optimizer is not None:
-        optimizer.load_state_dict(
-            _join_optimizer_state(
-                load_file(str(folder / "optimizer.safetensors")), read_json(folder / "optimizer.json")
-            )
-        )
-        scheduler.load_state_dict(read_json(folder / "scheduler.json"))
+        optimizer.load_state_dict(_join_optimizer_state(tensors("optimizer.safetensors"), meta("optimizer.json")))
+        scheduler.load_state_dict(meta("scheduler.json"))
     if extra is not None and (folder / "extra.safetensors").exists():
-        extra.load_state_dict(load_file(str(folder / "extra.safetensors")))
-    _set_rng_state(load_file(str(folder / "rng.safetensors")), read_json(folder / "rng.json"))
-    return read_json(folder / STATE_FILE)
+        extra.load_state_dict(tensors("extra.safetensors"))
+    _set_rng_state(tensors("rng.safetensors"), meta("rng.json"))
+    return meta(STATE_FILE)

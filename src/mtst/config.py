@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from mtst.cache import DTYPES as CACHE_DTYPES
+from mtst.diskio import write_text
 from mtst.freezing import parse_freeze
 from mtst.heads import HEAD_TYPES
 from mtst.losses import LOSS_WEIGHTING
@@ -25,6 +26,7 @@ from mtst.precision import PRECISIONS
 from mtst.sampling import SAMPLING_STRATEGIES
 from mtst.tasks import task_class
 from mtst.tasks.regression import REGRESSION_OUTPUTS
+from mtst.yamlio import parse_yaml, read_yaml
 
 
 def _unknown_key_error(where: str, key: str, valid: Sequence[str]) -> ValueError:
@@ -33,9 +35,28 @@ def _unknown_key_error(where: str, key: str, valid: Sequence[str]) -> ValueError
     return ValueError(f"Unknown key {key!r} in {where}.{hint} Valid keys are: {', '.join(valid)}.")
 
 
+_KINDS = {"str": (str,), "bool": (bool,), "int": (int,), "float": (int, float), "None": (type(None),)}
+_NAMES = {"str": "text", "bool": "true or false", "int": "an integer", "float": "a number", "None": "null"}
+
+
+def _check_type(where: str, key: str, value: Any, annotation: str) -> None:
+    """Refuse a value whose YAML type the field cannot hold (``batch_size: big``, ``max_steps: true``)."""
+    options = [a.strip() for a in annotation.split("|")]
+    if "Any" in options or value is None:  # null: each field's own check decides (some take it as "absent")
+        return
+    for option in options:
+        if option.startswith("tuple") and isinstance(value, (list, tuple)):
+            return
+        kinds = _KINDS.get(option, ())
+        if isinstance(value, kinds) and not (isinstance(value, bool) and option in ("int", "float")):
+            return
+    wanted = " or ".join("a list" if o.startswith("tuple") else _NAMES.get(o, o) for o in options)
+    raise ValueError(f"{where}.{key} must be {wanted}, got {type(value).__name__} {value!r}.")
+
+
 def _from_mapping(cls: type, data: Mapping[str, Any], where: str) -> Any:
     if not isinstance(data, Mapping):
-        raise TypeError(f"{where} must be a mapping (key: value), got {type(data).__name__}.")
+        raise ValueError(f"{where} must be a mapping (key: value), got {type(data).__name__}.")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     for key in data:
         if key not in fields:
@@ -48,6 +69,7 @@ def _from_mapping(cls: type, data: Mapping[str, Any], where: str) -> Any:
                 values[key] = float(value)
             except ValueError:
                 raise ValueError(f"{where}.{key} must be a number, got {value!r}.") from None
+        _check_type(where, key, values[key], str(fields[key].type))
     return cls(**values)
 
 
@@ -236,6 +258,12 @@ class MTSTConfig:
                     f"train.metric_for_best must look like TASK.METRIC with TASK one of {', '.join(names)}; "
                     f"got {self.train.metric_for_best!r}."
                 )
+            kind = task_class(self.task(task).type)
+            if kind.metric_names and metric not in kind.metric_names:  # () for a type that does not say
+                raise ValueError(
+                    f"train.metric_for_best: task {task!r} ({kind.type}) reports {', '.join(kind.metric_names)}; "
+                    f"got {metric!r}."
+                )
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, base_dir: str | Path | None = None) -> MTSTConfig:
@@ -248,7 +276,8 @@ class MTSTConfig:
         train = _from_mapping(TrainConfig, data.get("train") or {}, "train")
         raw_tasks = data.get("tasks") or []
         if not isinstance(raw_tasks, list):
-            raise TypeError("tasks must be a list of task mappings.")
+            got = "a mapping" if isinstance(raw_tasks, Mapping) else type(raw_tasks).__name__
+            raise ValueError(f"tasks must be a list of task mappings, got {got}: write each task as '- name: ...'.")
         tasks = []
         for i, raw in enumerate(raw_tasks):
             where = f"tasks[{i}]" + (f" ({raw.get('name')})" if isinstance(raw, Mapping) and "name" in raw else "")
@@ -298,7 +327,10 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
         if "=" not in item:
             raise ValueError(f"Override {item!r} must look like key.path=value.")
         key, raw_value = item.split("=", 1)
-        value = yaml.safe_load(raw_value) if raw_value.strip() else None
+        try:
+            value = parse_yaml(raw_value) if raw_value.strip() else None
+        except yaml.YAMLError as e:
+            raise ValueError(f"Override {item!r}: the value is not valid YAML: {e}") from None
         parts = key.strip().split(".")
         node: Any = data
         for depth, part in enumerate(parts[:-1]):
@@ -327,10 +359,9 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> MTSTConfig:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"Config file {path} does not exist.")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise ValueError(f"{path}: malformed YAML: {e}") from e
+    if path.is_dir():
+        raise IsADirectoryError(f"Config file {path} is a folder; give the YAML task file.")
+    data = read_yaml(path)  # errors name the file and the line (a duplicate key too)
     if data is None:
         raise ValueError(f"{path} is empty: expected 'model:' and 'tasks:' sections.")
     if not isinstance(data, dict):
@@ -339,9 +370,9 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> MTSTConfig:
     try:
         return MTSTConfig.from_dict(data, base_dir=path.parent)
     except (ValueError, TypeError) as e:
-        raise type(e)(f"{path}: {e}") from e
+        raise ValueError(f"{path}: {e}") from e
 
 
 def save_config(config: MTSTConfig, path: str | Path) -> None:
     """Write a config as YAML (data paths as stored: absolute after loading)."""
-    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")
+    write_text(path, yaml.safe_dump(config.to_dict(), sort_keys=False))  # atomic: a kill leaves the old file

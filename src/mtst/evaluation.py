@@ -6,7 +6,7 @@ the batch's targets): the model on token ids by default, or a head on cached vec
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -92,6 +92,16 @@ def score(metrics: dict[str, dict[str, float]], tasks: Mapping[str, Task], metri
     return float(np.mean(values)) if values else float("nan")
 
 
+def check_config_tasks(model_tasks: Sequence[str], config: MTSTConfig | None) -> None:
+    """Refuse a config that names a task the model does not have (evaluating it would silently score others)."""
+    unknown = [t.name for t in config.tasks if t.name not in model_tasks] if config is not None else []
+    if unknown:
+        raise ValueError(
+            f"The config names task(s) {', '.join(unknown)} that this model does not have; its tasks are: "
+            f"{', '.join(model_tasks)}. Name the model's tasks in the config (matched by name)."
+        )
+
+
 def evaluate_model(
     model: MultiTaskModel,
     config: MTSTConfig | None = None,
@@ -107,6 +117,7 @@ def evaluate_model(
     """
     if split not in ("dev", "test"):
         raise ValueError(f"split must be 'dev' or 'test', got {split!r}.")
+    check_config_tasks(list(model.tasks), config)
     seed = config.train.seed if config is not None else int(model.extra.get(SPLIT_SEED, TrainConfig().seed))
     tok, max_len = model.encoder.tokenizer, model.encoder.max_length
     data: dict[str, EncodedData] = {}

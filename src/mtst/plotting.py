@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+from mtst.diskio import atomic_file
+
 
 def plot_similarity_heatmap(texts: Sequence[str], sim: np.ndarray, path: str | Path) -> Path:
     """Save a heatmap of the cosine matrix ``sim`` with each text as a row and column label."""
@@ -42,14 +44,11 @@ def plot_similarity_heatmap(texts: Sequence[str], sim: np.ndarray, path: str | P
     return path
 
 
-def plot_training_curves(metrics_file: str | Path, path: str | Path) -> Path | None:
-    """Plot each task's training loss and dev metrics against steps from a run's ``metrics.jsonl``."""
-    metrics_file = Path(metrics_file)
-    if not metrics_file.exists():
-        return None
+def read_curves(metrics_file: str | Path) -> tuple[dict[str, list[tuple[int, float]]], dict[str, dict[str, list]]]:
+    """From a run's ``metrics.jsonl``: ``{task: [(step, mean loss)]}`` and ``{task: {metric: [(step, value)]}}``."""
     losses: dict[str, list[tuple[int, float]]] = {}
-    evals: dict[str, list[tuple[int, float]]] = {}
-    for line in metrics_file.read_text(encoding="utf-8").splitlines():
+    evals: dict[str, dict[str, list[tuple[int, float]]]] = {}
+    for line in Path(metrics_file).read_text(encoding="utf-8").splitlines():
         if not line.strip():
             continue
         rec = json.loads(line)
@@ -57,20 +56,41 @@ def plot_training_curves(metrics_file: str | Path, path: str | Path) -> Path | N
             losses.setdefault(task, []).append((rec["step"], value))
         for task, values in (rec.get("eval") or {}).items():
             for metric, value in values.items():
-                evals.setdefault(f"{task}.{metric}", []).append((rec["step"], value))
-    fig = Figure(figsize=(12, 4.5))
-    ax_loss, ax_eval = fig.subplots(1, 2)
+                evals.setdefault(task, {}).setdefault(metric, []).append((rec["step"], value))
+    return losses, evals
+
+
+def training_curves_figure(metrics_file: str | Path) -> Figure:
+    """Training loss of every task (its mean over each logging interval), then one panel of dev metrics per task."""
+    losses, evals = read_curves(metrics_file)
+    n = 1 + len(evals)
+    cols = min(n, 3)
+    rows = -(-n // cols)
+    fig = Figure(figsize=(4.8 * cols, 3.6 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
     for task, points in losses.items():
-        ax_loss.plot(*zip(*points, strict=True), label=task, alpha=0.8)
-    ax_loss.set(xlabel="step", ylabel="training loss", title="Loss")
-    for name, points in evals.items():
-        ax_eval.plot(*zip(*points, strict=True), marker="o", label=name)
-    ax_eval.set(xlabel="step", ylabel="dev metric", title="Dev metrics")
-    for ax in (ax_loss, ax_eval):
+        axes[0].plot(*zip(*points, strict=True), label=task, alpha=0.85, marker="." if len(points) < 30 else None)
+    axes[0].set(xlabel="step", ylabel="mean loss over the interval", title="Training loss")
+    for ax, (task, metrics) in zip(axes[1:], evals.items(), strict=False):
+        for metric, points in metrics.items():
+            ax.plot(*zip(*points, strict=True), marker="o", markersize=3, label=metric)
+        ax.set(xlabel="step", ylabel="dev metric", title=f"{task} (dev)")
+    for ax in axes[:n]:
         if ax.has_data():
             ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
+    for ax in axes[n:]:
+        ax.set_visible(False)
     fig.tight_layout()
+    return fig
+
+
+def plot_training_curves(metrics_file: str | Path, path: str | Path) -> Path | None:
+    """Save ``training_curves_figure`` of a run's ``metrics.jsonl`` as a PNG (atomically); ``None`` without one."""
+    if not Path(metrics_file).exists():
+        return None
+    fig = training_curves_figure(metrics_file)
     path = Path(path)
-    fig.savefig(path, dpi=110)
+    with atomic_file(path) as tmp, open(tmp, "wb") as f:
+        fig.savefig(f, dpi=110, format="png")
     return path

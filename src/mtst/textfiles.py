@@ -6,7 +6,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
+from mtst.diskio import atomic_file, clean_stale_temps
 from mtst.encoder import SentenceEncoder
 
 
@@ -51,6 +53,31 @@ def read_lines(path: str | Path) -> list[str]:
     return texts
 
 
+def check_npy_output(path: str | Path, *, overwrite: bool) -> Path:
+    """Refuse an ``.npy`` output that is a folder, or that exists without ``overwrite`` (before any work starts)."""
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(
+            f"--output {path} is a folder, not a .npy file: name a file (e.g. {path / 'embeddings.npy'}), "
+            "or a folder without the .npy suffix for Parquet shards."
+        )
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass --overwrite to replace it.")
+    if path.parent.exists() and not path.parent.is_dir():
+        raise NotADirectoryError(f"Cannot write {path}: {path.parent} is a file, not a folder.")
+    return path
+
+
+def save_embeddings(path: str | Path, embeddings: np.ndarray, *, overwrite: bool = False) -> Path:
+    """Save an ``[n, dim]`` array as ``.npy`` atomically, creating the folder (``check_npy_output`` rules apply)."""
+    path = check_npy_output(path, overwrite=overwrite)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale_temps(path.parent, names=(path.name,))
+    with atomic_file(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, embeddings)
+    return path
+
+
 def encode_file(
     encoder: SentenceEncoder,
     input_path: str | Path,
@@ -67,15 +94,13 @@ def encode_file(
     Memory stays bounded by the chunk, not the file: each chunk is appended to the file with plain writes (a
     memory map of the output would keep every written page resident). Returns the array's shape.
     """
-    from tqdm.auto import tqdm
-
-    input_path, output_path = Path(input_path), Path(output_path)
-    if output_path.exists() and not overwrite:
-        raise FileExistsError(f"{output_path} exists; pass --overwrite to replace it.")
+    input_path = Path(input_path)
+    output_path = check_npy_output(output_path, overwrite=overwrite)
     n = count_lines(input_path)
     if n == 0:
         raise ValueError(f"{input_path} is empty: expected one text per line.")
-    tmp = output_path.with_name(f".{output_path.name}.tmp.npy")
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale_temps(output_path.parent, names=(output_path.name,))  # what a killed encode of this file left
     header = {
         "descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)),
         "fortran_order": False,
@@ -87,9 +112,9 @@ def encode_file(
         f.write(np.ascontiguousarray(emb, dtype=np.float32).tobytes())
         return len(texts)
 
-    try:
-        done = 0
-        chunk: list[str] = []
+    done = 0
+    chunk: list[str] = []
+    with atomic_file(output_path) as tmp:  # the temporary file is removed if anything fails
         with open(tmp, "wb") as f, tqdm(total=n, desc="Encoding", unit="text", disable=not show_progress_bar) as bar:
             np.lib.format.write_array_header_1_0(f, header)
             for text in _checked_lines(input_path):
@@ -103,10 +128,6 @@ def encode_file(
                 bar.update(len(chunk))
         if done != n:
             raise ValueError(f"{input_path} changed while it was read: {n} lines counted, {done} encoded.")
-        tmp.replace(output_path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return n, encoder.dim
 
 

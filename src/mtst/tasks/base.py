@@ -39,6 +39,7 @@ class Task:
     type: ClassVar[str]
     losses: ClassVar[tuple[str, ...]]  # valid loss names; the first is the default
     main_metric: ClassVar[str]  # the metric this type is judged by (best model, early stopping, summaries)
+    metric_names: ClassVar[tuple[str, ...]] = ()  # what ``metrics`` reports, checked in metric_for_best; (): unsaid
     needs_labels: ClassVar[bool] = False
     has_head: ClassVar[bool] = True  # False: the task trains the shared embedding itself (no head)
     cache_kind: ClassVar[str] = "sentence"  # which frozen-backbone vectors its head reads: "sentence" or "token"

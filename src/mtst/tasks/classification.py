@@ -23,6 +23,7 @@ class ClassificationTask(Task):
     type = "classification"
     losses = ("cross_entropy",)
     main_metric = "accuracy"
+    metric_names = ("accuracy", "macro_f1")
     needs_labels = True
 
     @classmethod

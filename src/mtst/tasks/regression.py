@@ -24,6 +24,7 @@ class RegressionTask(Task):
     type = "regression"
     losses = ("mse", "bce")
     main_metric = "spearman"
+    metric_names = ("pearson", "spearman")
 
     @classmethod
     def read_examples(cls, config: Any, source: str, split: str) -> list[SentenceExample]:

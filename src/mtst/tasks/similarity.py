@@ -23,6 +23,7 @@ class SimilarityTask(Task):
     type = "similarity"
     losses = ("mnrl", "cosent", "cosine_mse")
     main_metric = "spearman"
+    metric_names = ("pearson", "spearman")
     has_head = False
 
     @classmethod

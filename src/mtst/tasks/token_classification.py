@@ -29,6 +29,7 @@ class TokenClassificationTask(Task):
     type = "token_classification"
     losses = ("cross_entropy",)  # with crf: true the CRF negative log-likelihood is used
     main_metric = "entity_f1"
+    metric_names = ("entity_f1", "entity_precision", "entity_recall")
     needs_labels = True
     cache_kind = "token"
 

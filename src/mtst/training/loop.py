@@ -60,7 +60,8 @@ class StepRecord:
     score: float | None = None
     is_best: bool = False
     stop: bool = False
-    losses: dict[str, float] = field(default_factory=dict)
+    losses: dict[str, float] = field(default_factory=dict)  # each task's mean loss in this step
+    batches: dict[str, int] = field(default_factory=dict)  # how many of its batches that mean covers (1 if absent)
 
 
 @dataclass
@@ -181,14 +182,31 @@ class Trainer:
         self.accelerator.wait_for_everyone()
 
     def restore(self, folder: Path) -> None:
-        """Continue from a checkpoint written by ``save``: weights, optimizer, schedule, sampler, data order."""
+        """Continue from a checkpoint written by ``save``: weights, optimizer, schedule, sampler, data order.
+
+        The learning rates and the schedule's length are this config's (a resume may change ``lr``, ``head_lr``,
+        ``max_steps``); with the same config they are the checkpoint's, to the bit.
+        """
+        base_lrs = list(self.scheduler.base_lrs)  # this config's rates, before the checkpoint's replace them
         state = load_checkpoint(
             folder, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler, extra=self.loss_weights
         )
         self.state = TrainingState(**state)
+        saved = {str(k): int(v) for k, v in self.state.sampler.get("sizes", {}).items()}
+        if saved != self.sampler.sizes:
+            raise ValueError(
+                f"Cannot resume from {folder}: the tasks' batches per epoch are {self.sampler.sizes}, the checkpoint's "
+                f"{saved}. A batch_size (train.batch_size or a task's), a train file or max_train_examples changed "
+                "since it was written. Resume with the run's settings and data (its config.yaml), or train into a "
+                "new --output folder."
+            )
         self.sampler.load_state_dict(self.state.sampler)
         for name, b in self.batches.items():
             b.load_state_dict(self.state.batches[name])
+        self.scheduler.base_lrs = base_lrs
+        for group, base, factor in zip(self.optimizer.param_groups, base_lrs, self.scheduler.lr_lambdas, strict=True):
+            group["initial_lr"], group["lr"] = base, base * factor(self.scheduler.last_epoch)
+        self.scheduler._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 
     # ------------------------------------------------------------------ the loop
     def evaluate(self) -> dict[str, dict[str, float]]:
@@ -219,7 +237,7 @@ class Trainer:
                         acc.clip_grad_norm_(self.module.parameters(), t.max_grad_norm)
                     self.optimizer.step()
                     self.optimizer.zero_grad()
-                step_losses.setdefault(task, []).append(float(raw.detach()))
+                step_losses.setdefault(task, []).append(float(raw.detach()))  # one entry per batch
             self.scheduler.step()
             self.state.step += 1
             step = self.state.step
@@ -232,6 +250,7 @@ class Trainer:
                 loss=float(sum(means.values()) / len(means)),
                 lr=self.scheduler.get_last_lr()[0],
                 losses=means,
+                batches={k: len(v) for k, v in step_losses.items()},
             )
             if self.dev_data and (step % eval_every == 0 or step == self.total_steps):
                 record.metrics = self.evaluate()
