@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 import mtst.engines.cli as corpus_cli
+from mtst.export_cli import export_cmd
 from mtst.serve.cli import serve_cmd
 
 app = typer.Typer(
@@ -41,6 +42,9 @@ ModelOpt = Annotated[
     typer.Option("--model", "-m", help="'default' (embedded all-MiniLM-L6-v2), a model folder, or a hub id."),
 ]
 PoolingOpt = Annotated[str | None, typer.Option(help="Pooling mode: mean, cls or max (default: the model's own).")]
+PrecisionOpt = Annotated[
+    str | None, typer.Option(help="fp32, bf16, or auto (bf16 where the CPU computes it natively). Default: fp32.")
+]
 
 
 def _fail(message: str) -> None:
@@ -56,13 +60,24 @@ def _checked(call, *args, **kwargs):
         _fail(str(e))
 
 
-def _load_encoder(model: str, pooling: str | None = None, normalize: bool | None = None, max_length: int | None = None):
+def _load_encoder(
+    model: str,
+    pooling: str | None = None,
+    normalize: bool | None = None,
+    max_length: int | None = None,
+    precision: str | None = None,
+):
     from mtst.encoder import SentenceEncoder
+    from mtst.precision import check_precision
 
     try:
-        return SentenceEncoder.from_pretrained(model, pooling=pooling, normalize=normalize, max_length=max_length)
+        precision = precision and check_precision(precision)  # before the model loads
+        encoder = SentenceEncoder.from_pretrained(model, pooling=pooling, normalize=normalize, max_length=max_length)
+        with encoder.inference(precision):  # refuses what this backend cannot run (bf16 on an ONNX export)
+            encoder.precision = precision
     except (OSError, ValueError) as e:
         _fail(str(e))
+    return encoder
 
 
 def _collect_texts(texts: list[str] | None, input_file: Path | None) -> list[str]:
@@ -105,12 +120,15 @@ def encode(
     shard_rows: corpus_cli.ShardRowsOpt = None,
     cpus_per_worker: corpus_cli.CpusPerWorkerOpt = 1.0,
     gpus_per_worker: corpus_cli.GpusPerWorkerOpt = 0.0,
+    precision: PrecisionOpt = None,
 ) -> None:
     """Turn texts into fixed-length embeddings; print a preview, save an [n, dim] .npy file, or write Parquet shards."""
     from mtst.preflight import check_text_file
     from mtst.textfiles import check_npy_output, encode_file, save_embeddings
 
     if output is not None and output.suffix != ".npy":  # a folder: Parquet shards (mtst.engines)
+        if precision:
+            _fail("--precision applies to previews and .npy output; --output DIR encodes in fp32.")
         try:
             console.print(corpus_cli.encode_to_folder(ctx.params))
         except (OSError, ValueError, ImportError) as e:
@@ -122,7 +140,7 @@ def encode(
         _checked(check_npy_output, output, overwrite=overwrite)  # before the model loads
     if input_file is not None and output is not None and not texts:
         _checked(check_text_file, input_file)
-        encoder = _load_encoder(model, pooling, normalize, max_length)
+        encoder = _load_encoder(model, pooling, normalize, max_length, precision)
         try:
             n, dim = encode_file(encoder, input_file, output, batch_size=batch_size, overwrite=overwrite)
         except (OSError, ValueError) as e:
@@ -130,8 +148,8 @@ def encode(
         console.print(f"Wrote {n} x {dim} float32 embeddings to {output}")
         return
     items = _collect_texts(texts, input_file)
-    encoder = _load_encoder(model, pooling, normalize, max_length)
-    emb = encoder.encode(items, batch_size=batch_size)
+    encoder = _load_encoder(model, pooling, normalize, max_length, precision)
+    emb = _checked(encoder.encode, items, batch_size=batch_size)
     if output is not None:
         _checked(save_embeddings, output, emb, overwrite=overwrite)
         console.print(f"Wrote {emb.shape[0]} x {emb.shape[1]} float32 embeddings to {output}")
@@ -171,13 +189,14 @@ def similarity(
     pooling: PoolingOpt = None,
     plot: Annotated[Path | None, typer.Option(help="Save a labelled heatmap (PNG) here.")] = None,
     top: Annotated[int | None, typer.Option(min=1, help="Show only the N most similar pairs.")] = None,
+    precision: PrecisionOpt = None,
 ) -> None:
     """Print the cosine similarity of every pair of texts, most similar first."""
     items = _collect_texts(texts, input_file)
     if len(items) < 2:
         _fail("similarity needs at least two texts.")
-    encoder = _load_encoder(model, pooling)
-    sim = encoder.similarity(items)
+    encoder = _load_encoder(model, pooling, precision=precision)
+    sim = _checked(encoder.similarity, items)
     _print_pairs(items, sim, top)
     if plot is not None:
         from mtst.plotting import plot_similarity_heatmap
@@ -194,6 +213,7 @@ def predict(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line instead of a table.")] = False,
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
     min_entity_score: Annotated[float, typer.Option(help="Hide entities scored below this.")] = 0.0,
+    precision: PrecisionOpt = None,
 ) -> None:
     """Predict every task of a multi-task model for each text, from one backbone pass."""
     import json
@@ -205,7 +225,8 @@ def predict(
     try:
         check_predict(model, task)
         mt = MultiTaskModel.load(model)
-        preds = mt.predict(items, tasks=task, batch_size=batch_size, min_entity_score=min_entity_score)
+        kwargs = {"batch_size": batch_size, "min_entity_score": min_entity_score, "precision": precision}
+        preds = mt.predict(items, tasks=task, **kwargs)
     except (OSError, ValueError) as e:
         _fail(str(e))
     if as_json:
@@ -390,16 +411,20 @@ def cache_clear(cache_dir: CacheDirOpt = None) -> None:
 def demo(
     model: ModelOpt = "default",
     plot: Annotated[Path | None, typer.Option(help="Also save the similarity heatmap (PNG) here.")] = None,
+    precision: PrecisionOpt = None,
 ) -> None:
     """Encode a few built-in sentences and show their embeddings and similarities."""
     import time
 
+    from mtst.precision import check_precision
+
     start = time.perf_counter()
     multitask = _load_demo_heads() if model == "default" else None
-    encoder = multitask.encoder if multitask is not None else _load_encoder(model)
+    encoder = multitask.encoder if multitask is not None else _load_encoder(model, precision=precision)
+    if multitask is not None:
+        multitask.precision = encoder.precision = precision and _checked(check_precision, precision)
     console.print(
-        f"[bold]mtst demo[/] — backbone: {model} ({encoder.backbone.config.model_type}, "
-        f"{sum(p.numel() for p in encoder.parameters()) / 1e6:.1f}M parameters), pooling={encoder.pooling}, "
+        f"[bold]mtst demo[/] — backbone: {model} ({encoder.describe()}), pooling={encoder.pooling}, "
         f"normalize={encoder.normalize}, max_length={encoder.max_length}"
     )
     emb = encoder.encode(DEMO_SENTENCES)
@@ -434,6 +459,7 @@ def _load_demo_heads():
 
 
 app.command("serve")(serve_cmd)
+app.command("export")(export_cmd)
 
 
 def main() -> None:  # pragma: no cover

@@ -1,16 +1,17 @@
 """``SentenceEncoder``: a Hugging Face backbone plus pooling that turns texts into fixed-length embeddings.
 
-``batches`` is the one batched forward path (sort by length, pad, run; callers put results back in input
-order by the indices it yields): ``encode``, ``token_states``, ``MultiTaskModel.predict`` and the embedding
-cache all use it.
+``batches`` (from ``mtst.encoding``, shared with the ONNX backend) is the one batched forward path (sort by
+length, pad, run; callers put results back in input order by the indices it yields): ``encode``,
+``token_states``, ``MultiTaskModel.predict`` and the embedding cache all use it. ``from_pretrained`` on a folder
+written by ``mtst export`` returns the onnxruntime-backed ``OnnxSentenceEncoder`` with the same API.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +20,15 @@ import torch
 import torch.nn.functional as F
 from safetensors import SafetensorError
 from torch import nn
-from tqdm.auto import tqdm
 from transformers import AutoModel, AutoTokenizer
 
 from mtst.diskio import atomic_folder
+from mtst.encoding import CONVERT_TO, EncodingMixin
 from mtst.inputs import check_max_length
-from mtst.padding import features_for, sorted_batches
 from mtst.pooling import check_pooling, pool
-from mtst.similarity import cosine_similarity
+from mtst.precision import inference_context
+from mtst.runtime.encoder import OnnxSentenceEncoder
+from mtst.runtime.session import is_export
 from mtst.stfolder import (
     DEFAULT_MODEL,
     default_model_path,
@@ -37,10 +39,6 @@ from mtst.stfolder import (
 )
 from mtst.tensorfiles import damaged, weights_file
 
-logger = logging.getLogger(__name__)
-
-CONVERT_TO = ("numpy", "torch")
-
 __all__ = ["CONVERT_TO", "DEFAULT_MODEL", "SentenceEncoder", "default_model_path", "read_sentence_transformers_config"]
 
 
@@ -48,7 +46,7 @@ def _default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-class SentenceEncoder(nn.Module):
+class SentenceEncoder(EncodingMixin, nn.Module):
     """A transformer backbone, its tokenizer and a pooling mode: texts in, one vector per text out."""
 
     def __init__(
@@ -88,16 +86,21 @@ class SentenceEncoder(nn.Module):
         normalize: bool | None = None,
         max_length: int | None = None,
         device: str | torch.device | None = None,
-    ) -> SentenceEncoder:
+    ) -> SentenceEncoder | OnnxSentenceEncoder:
         """Load an encoder from ``"default"``, a local Hugging Face or sentence-transformers folder, or a hub id.
 
         Pooling, normalization and max length come from the folder's sentence-transformers files where
         present (mean pooling, no normalization and the tokenizer's limit otherwise); arguments override them.
+        A folder written by ``mtst export`` loads as an ``OnnxSentenceEncoder`` (onnxruntime, same API).
         """
         if pooling is not None:
             check_pooling(pooling)
         check_max_length(max_length)  # before anything loads
         folder = resolve_model_folder(name_or_path)
+        if is_export(folder):
+            return OnnxSentenceEncoder.load(
+                folder, pooling=pooling, normalize=normalize, max_length=max_length, device=device
+            )
         st = read_sentence_transformers_config(folder)
         backbone_dir = folder / st.get("backbone_subdir", "")
         if not (backbone_dir / "config.json").exists():
@@ -142,6 +145,11 @@ class SentenceEncoder(nn.Module):
         """The settings that, with the backbone folder, rebuild this encoder."""
         return {"pooling": self.pooling, "normalize": self.normalize, "max_length": self.max_length}
 
+    def describe(self) -> str:
+        """A short line on what runs: the backbone's type and size (``OnnxSentenceEncoder`` says its own)."""
+        size = sum(p.numel() for p in self.parameters()) / 1e6
+        return f"{self.backbone.config.model_type}, {size:.1f}M parameters, torch on {self.device}"
+
     # ------------------------------------------------------------------ forward
     def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         """Tokenize a batch, padded to its longest text and truncated to ``max_length``."""
@@ -169,89 +177,16 @@ class SentenceEncoder(nn.Module):
         h.update(json.dumps(sorted(self.tokenizer.get_vocab().items())).encode())
         return h.hexdigest()
 
-    # ------------------------------------------------------------------ the batched forward path
-    def token_ids(self, texts: Sequence[str] | Sequence[Sequence[str]], *, warn: bool = True) -> list[list[int]]:
-        """Token ids of every text (or pre-split word list), truncated to ``max_length``; no padding yet."""
-        split = bool(texts) and not isinstance(texts[0], str)
-        ids = self.tokenizer(
-            [list(t) for t in texts] if split else list(texts),
-            is_split_into_words=split,
-            truncation=True,
-            max_length=self.max_length,
-            padding=False,
-            return_attention_mask=False,
-            return_token_type_ids=False,
-        )["input_ids"]
-        truncated = sum(len(x) >= self.max_length for x in ids)
-        if truncated and warn:
-            logger.warning(
-                "%d text(s) reached the limit of %d tokens; tokens past it are dropped (truncation).",
-                truncated,
-                self.max_length,
-            )
-        return ids
+    # ------------------------------------------------------------------ the batched path (EncodingMixin)
+    def inference(self, precision: str | None = None) -> AbstractContextManager[None]:
+        """Eval mode, no autograd, and bf16 autocast where ``precision`` resolves to it (``mtst.precision``)."""
+        return inference_context(self, self.device, precision)
 
-    def batches(
-        self,
-        ids: Sequence[Sequence[int]],
-        batch_size: int,
-        *,
-        desc: str = "Encoding",
-        show_progress_bar: bool | None = None,
-    ) -> Iterator[tuple[list[int], dict[str, torch.Tensor]]]:
-        """The one batched path: ``(indices, padded features on the device)`` per batch, longest texts first.
-
-        Texts of similar length share a batch, which cuts padding; callers write each batch's results back at
-        ``indices`` to restore the input order. A bar shows progress past 8 batches (or as ``show_progress_bar``).
-        """
-        plan = sorted_batches([len(r) for r in ids], batch_size)
-        show = len(plan) > 8 if show_progress_bar is None else show_progress_bar
-        pad_id = self.tokenizer.pad_token_id or 0
-        for index in tqdm(plan, desc=desc, disable=not show):
-            idx = index.tolist()
-            yield idx, {k: v.to(self.device) for k, v in features_for([ids[i] for i in idx], pad_id).items()}
-
-    def encode(
-        self,
-        texts: str | Sequence[str],
-        *,
-        batch_size: int = 32,
-        normalize: bool | None = None,
-        convert_to: str = "numpy",
-        show_progress_bar: bool | None = None,
-    ) -> np.ndarray | torch.Tensor:
-        """Embed texts as a float32 ``[n, dim]`` array in input order (``[dim]`` for a single string).
-
-        Texts are sorted by token length before batching to cut padding; texts longer than
-        ``max_length`` tokens are truncated. ``normalize`` defaults to the encoder's own setting.
-        """
-        if convert_to not in CONVERT_TO:
-            raise ValueError(f"convert_to must be one of {', '.join(CONVERT_TO)}; got {convert_to!r}.")
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
-        single = isinstance(texts, str)
-        items = [texts] if single else list(texts)
-        for i, t in enumerate(items):
-            if not isinstance(t, str):
-                raise TypeError(f"texts[{i}] is {type(t).__name__}, not str: every text must be a string.")
-        normalize = self.normalize if normalize is None else normalize
-
-        out = torch.empty((len(items), self.dim), dtype=torch.float32)  # [n, dim]
-        if items:
-            ids = self.token_ids(items)
-            was_training = self.training
-            self.eval()
-            with torch.inference_mode():
-                for idx, features in self.batches(ids, batch_size, show_progress_bar=show_progress_bar):
-                    token_states = self.backbone(**features, return_dict=True).last_hidden_state
-                    emb = pool(self.pooling, token_states, features["attention_mask"]).float()  # [batch, hidden]
-                    if normalize:
-                        emb = F.normalize(emb, p=2, dim=-1)
-                    out[torch.as_tensor(idx)] = emb.cpu()
-            self.train(was_training)
-        if single:
-            out = out[0]
-        return out if convert_to == "torch" else out.numpy()
+    def embed_batch(self, features: dict[str, torch.Tensor], normalize: bool) -> torch.Tensor:
+        """Pooled embeddings ``[batch, dim]`` of one padded batch, L2-normalized if ``normalize``."""
+        token_states = self.backbone(**features, return_dict=True).last_hidden_state  # [batch, seq, hidden]
+        emb = pool(self.pooling, token_states, features["attention_mask"]).float()  # [batch, hidden]
+        return F.normalize(emb, p=2, dim=-1) if normalize else emb
 
     def token_states(
         self,
@@ -271,23 +206,6 @@ class SentenceEncoder(nn.Module):
                 for row, i in enumerate(idx):
                     out[i] = states[row, : len(ids[i])]
         return out
-
-    def similarity(
-        self,
-        a: Sequence[str] | np.ndarray | torch.Tensor,
-        b: Sequence[str] | np.ndarray | torch.Tensor | None = None,
-    ) -> np.ndarray:
-        """Cosine similarity matrix ``[len(a), len(b)]`` between texts or embeddings (``b`` defaults to ``a``)."""
-        ea = self._as_embeddings(a)
-        eb = ea if b is None else self._as_embeddings(b)
-        return cosine_similarity(ea, eb)
-
-    def _as_embeddings(self, x: Sequence[str] | np.ndarray | torch.Tensor) -> torch.Tensor:
-        if isinstance(x, np.ndarray):
-            return torch.from_numpy(x)
-        if isinstance(x, torch.Tensor):
-            return x.detach().cpu()
-        return self.encode([x] if isinstance(x, str) else x, convert_to="torch")
 
     # ------------------------------------------------------------------ saving
     def save(self, path: str | Path, *, overwrite: bool = False) -> Path:

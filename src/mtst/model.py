@@ -1,8 +1,13 @@
-"""``MultiTaskModel``: one shared ``SentenceEncoder`` and a head per task; one backbone pass serves every task."""
+"""``MultiTaskModel``: one shared ``SentenceEncoder`` and a head per task; one backbone pass serves every task.
+
+``predict`` comes from ``mtst.prediction`` (shared with the ONNX backend); ``load`` on a folder written by
+``mtst export`` returns the onnxruntime-backed ``OnnxMultiTaskModel`` with the same API.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +18,11 @@ from torch import nn
 from mtst.config import MTSTConfig, TaskConfig
 from mtst.diskio import atomic_folder, check_writable_folder, read_json, write_json
 from mtst.encoder import SentenceEncoder
-from mtst.tasks import PredictBatch, Task, build_task
+from mtst.precision import inference_context
+from mtst.prediction import PredictionMixin
+from mtst.runtime.model import OnnxMultiTaskModel
+from mtst.runtime.session import is_export
+from mtst.tasks import Task, build_task
 from mtst.tensorfiles import load_tensors
 from mtst.version import __version__
 
@@ -25,7 +34,7 @@ FORMAT = "mtst-multitask"
 FORMAT_VERSION = 1
 
 
-class MultiTaskModel(nn.Module):
+class MultiTaskModel(PredictionMixin, nn.Module):
     """A sentence encoder shared by several task heads."""
 
     def __init__(self, encoder: SentenceEncoder, tasks: Sequence[Task]) -> None:
@@ -76,70 +85,9 @@ class MultiTaskModel(nn.Module):
         """The head of task ``name`` (``None`` for a task without one)."""
         return self.heads[name] if name in self.heads else None  # noqa: SIM401 (ModuleDict has no .get)
 
-    def _check_tasks(self, tasks: Sequence[str] | None) -> list[str]:
-        if tasks is None:
-            return list(self.tasks)
-        if isinstance(tasks, str):
-            tasks = [tasks]
-        for name in tasks:
-            if name not in self.tasks:
-                raise ValueError(f"Unknown task {name!r}; this model's tasks are: {', '.join(self.tasks)}.")
-        return list(tasks)
-
-    # ------------------------------------------------------------------ predict
-    def predict(
-        self,
-        texts: str | Sequence[str],
-        *,
-        tasks: Sequence[str] | None = None,
-        batch_size: int = 32,
-        word_tags: bool = False,
-        min_entity_score: float = 0.0,
-        show_progress_bar: bool | None = None,
-    ) -> list[dict[str, Any]]:
-        """One dict per text with every task's prediction, from one backbone pass per batch.
-
-        Classification: ``{"label", "score"}``; regression: ``{"score"}``; token classification: a list of
-        ``{"text", "label", "start", "end", "score"}`` entities with character offsets into the text (and,
-        with ``word_tags=True``, ``"<task>_words"``: ``[{"text", "tag", "start", "end", "score"}]``).
-        Similarity tasks have no head and are skipped. Words past ``max_length`` tokens get no tag.
-        Entities whose score (mean tag probability) is below ``min_entity_score`` are left out. A progress bar
-        shows past 8 batches unless ``show_progress_bar`` says otherwise.
-        """
-        items = [texts] if isinstance(texts, str) else list(texts)
-        for i, t in enumerate(items):
-            if not isinstance(t, str):
-                raise TypeError(f"texts[{i}] is {type(t).__name__}, not str: every text must be a string.")
-        names = [n for n in self._check_tasks(tasks) if self.tasks[n].has_head]
-        if not items or not names:
-            return [{} for _ in items]
-        encoder = self.encoder
-        enc = encoder.tokenizer(
-            items, truncation=True, max_length=encoder.max_length, return_offsets_mapping=True, padding=False
-        )
-        ids, offsets = enc["input_ids"], enc["offset_mapping"]
-        word_ids = [enc.word_ids(i) for i in range(len(items))]
-        crf = {name: self.tasks[name].crf_params(self.head(name)) for name in names}
-        results: list[dict[str, Any]] = [{} for _ in items]
-        was_training = self.training
-        self.eval()
-        with torch.inference_mode():
-            for idx, features in encoder.batches(
-                ids, batch_size, desc="Predicting", show_progress_bar=show_progress_bar
-            ):
-                outputs = self.forward(features, names)
-                batch = PredictBatch(
-                    texts=[items[i] for i in idx],
-                    word_ids=[word_ids[i] for i in idx],
-                    offsets=[offsets[i] for i in idx],
-                    word_tags=word_tags,
-                    min_entity_score=min_entity_score,
-                )
-                for name in names:
-                    for i, row in zip(idx, self.tasks[name].predict(outputs[name], batch, crf=crf[name]), strict=True):
-                        results[i].update(row)
-        self.train(was_training)
-        return results
+    def inference(self, precision: str | None = None) -> AbstractContextManager[None]:
+        """Eval mode, no autograd, and bf16 autocast where ``precision`` resolves to it (``mtst.precision``)."""
+        return inference_context(self, self.encoder.device, precision)
 
     # ------------------------------------------------------------------ save / load
     def save(
@@ -186,9 +134,14 @@ class MultiTaskModel(nn.Module):
         }
 
     @classmethod
-    def load(cls, path: str | Path, *, device: str | torch.device | None = None) -> MultiTaskModel:
-        """Load a folder written by ``save``; a missing or mismatched file gives an error naming it."""
+    def load(cls, path: str | Path, *, device: str | torch.device | None = None) -> MultiTaskModel | OnnxMultiTaskModel:
+        """Load a folder written by ``save``; a missing or mismatched file gives an error naming it.
+
+        A folder written by ``mtst export`` loads as an ``OnnxMultiTaskModel`` (onnxruntime, same API).
+        """
         path = Path(path)
+        if is_export(path):
+            return OnnxMultiTaskModel.load(path, device=device)
         conf_file, conf = path / MODEL_CONFIG_FILE, read_model_config(path)
         e = conf["encoder"]
         for needed in ([] if "source" in e else [path / ENCODER_DIR]) + [path / HEADS_FILE]:

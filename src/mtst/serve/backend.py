@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from mtst.runtime.session import export_kind
+
 DEFAULT = "default"
 MODEL_CONFIG_FILE = "mtst_config.json"
 # Texts per forward pass inside one merged batch (sorted by length first, so little padding). On a CPU one
@@ -21,14 +23,17 @@ class Backend:
     ``embed``, ``predict`` and ``count_tokens`` are called from the batcher's worker thread only, one at a time.
     """
 
-    kind = "torch"
-
     def __init__(self, encoder: Any, model: Any | None = None, *, name: str = DEFAULT) -> None:
         self.encoder = encoder
         self.model = model
         self.name = name
 
     # ------------------------------------------------------------------ properties
+    @property
+    def kind(self) -> str:
+        """``"torch"``, or ``"onnx"`` for an ``mtst export`` folder run on onnxruntime."""
+        return str(getattr(self.encoder, "backend", "torch"))
+
     @property
     def max_length(self) -> int:
         """Most tokens per text (special tokens included); longer texts are truncated."""
@@ -110,8 +115,9 @@ def load_backend(model: str | Path | None = None, *, device: str | None = None) 
     """Load what ``mtst serve --model`` names: ``None``/"default", an mtst model folder, or any encoder.
 
     "default" is the embedded all-MiniLM-L6-v2 with the heads shipped with mtst; a folder holding
-    ``mtst_config.json`` is a ``MultiTaskModel``; anything else loads with ``SentenceEncoder.from_pretrained``
-    (embeddings and similarity only). Errors are ``OSError``/``ValueError`` that name the model.
+    ``mtst_config.json`` (or an ``mtst export`` of one) is a ``MultiTaskModel``; anything else loads with
+    ``SentenceEncoder.from_pretrained`` (embeddings and similarity only). Errors are ``OSError``/``ValueError``
+    that name the model.
     """
     from mtst.encoder import SentenceEncoder
     from mtst.model import MultiTaskModel, demo_heads_path
@@ -123,7 +129,7 @@ def load_backend(model: str | Path | None = None, *, device: str | None = None) 
             return Backend(mt.encoder, mt, name=DEFAULT)
         return Backend(SentenceEncoder.from_pretrained(DEFAULT, device=device), name=DEFAULT)
     path = Path(str(model)).expanduser()
-    if (path / MODEL_CONFIG_FILE).exists():
+    if (path / MODEL_CONFIG_FILE).exists() or export_kind(path) == "multitask":
         mt = MultiTaskModel.load(path, device=device)
         return Backend(mt.encoder, mt, name=path.resolve().name)
     encoder = SentenceEncoder.from_pretrained(model, device=device)
