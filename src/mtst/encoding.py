@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from mtst.inputs import text_list
 from mtst.padding import features_for, sorted_batches
 from mtst.similarity import cosine_similarity
 
@@ -112,11 +113,7 @@ class EncodingMixin:
             raise ValueError(f"convert_to must be one of {', '.join(CONVERT_TO)}; got {convert_to!r}.")
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
-        single = isinstance(texts, str)
-        items = [texts] if single else list(texts)
-        for i, t in enumerate(items):
-            if not isinstance(t, str):
-                raise TypeError(f"texts[{i}] is {type(t).__name__}, not str: every text must be a string.")
+        items, single = text_list(texts)  # a str, a sequence of str, a pyarrow string array; else TypeError
         normalize = self.normalize if normalize is None else normalize
 
         out = torch.empty((len(items), self.dim), dtype=torch.float32)  # [n, dim]

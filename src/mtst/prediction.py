@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from mtst.encoding import EncodingMixin
+from mtst.inputs import text_list
 from mtst.tasks import PredictBatch, Task
 
 
@@ -64,10 +65,7 @@ class PredictionMixin:
         shows past 8 batches unless ``show_progress_bar`` says otherwise. ``precision``: ``"fp32"``, ``"bf16"``
         or ``"auto"`` (see ``mtst.precision``); the default is the model's ``precision`` attribute (fp32 if unset).
         """
-        items = [texts] if isinstance(texts, str) else list(texts)
-        for i, t in enumerate(items):
-            if not isinstance(t, str):
-                raise TypeError(f"texts[{i}] is {type(t).__name__}, not str: every text must be a string.")
+        items, _ = text_list(texts)  # a str, a sequence of str, a pyarrow string array; else TypeError
         names = [n for n in self._check_tasks(tasks) if self.tasks[n].has_head]
         with self.inference(self.precision if precision is None else precision):  # refuses a wrong one at once
             if not items or not names:
