@@ -1,3 +1,4 @@
+import hashlib
 import logging
 import multiprocessing as mp
 
@@ -159,19 +160,49 @@ def test_token_states_and_float16(tiny_encoder, tmp_path):
     assert cache.clear() == 2 and cache.info() == []
 
 
-def _reader(args):
-    model_dir, cache_dir = args
+def _writer(args):
+    """Wait for the other writer, then add texts a few at a time (each call a shard and an index update)."""
+    import time
+    from pathlib import Path
+
+    model_dir, cache_dir, texts, me, other = args
     enc = SentenceEncoder.from_pretrained(model_dir)
-    return EmbeddingCache(cache_dir).get(enc, TEXTS).tolist()
+    cache = EmbeddingCache(cache_dir)
+    Path(cache_dir, f"ready-{me}").touch()
+    deadline = time.monotonic() + 120
+    while not Path(cache_dir, f"ready-{other}").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    for start in range(0, len(texts), 3):
+        cache.get(enc, texts[start : start + 3])
+    return len(texts)
 
 
-def test_two_processes_read_one_cache(tiny_model_dir, tmp_path):
-    enc = SentenceEncoder.from_pretrained(tiny_model_dir)
-    expected = EmbeddingCache(tmp_path).get(enc, TEXTS)
+def test_concurrent_writers_leave_the_union(tiny_model_dir, tmp_path):
+    """Two processes add overlapping texts at once: every shard of both stays indexed and valid (no lost update)."""
+    from mtst.cache import text_key
+    from mtst.diskio import read_json
+
+    texts = [f"text number {i} on the mat" for i in range(48)]
+    first, second = texts[:32], texts[16:]  # 16 texts in common
+    jobs = [(str(tiny_model_dir), str(tmp_path), first, 0, 1), (str(tiny_model_dir), str(tmp_path), second, 1, 0)]
     with mp.get_context("spawn").Pool(2) as pool:
-        results = pool.map(_reader, [(str(tiny_model_dir), str(tmp_path))] * 2)
-    for r in results:
-        np.testing.assert_array_equal(np.array(r, dtype=np.float32), expected)
+        assert pool.map(_writer, jobs) == [32, 32]
+    enc = SentenceEncoder.from_pretrained(tiny_model_dir)
+    cache = EmbeddingCache(tmp_path)
+    folder = cache.entry(enc)
+    index = read_json(folder / "index.json")
+    keys = set()
+    for shard in index["shards"]:
+        for meta in shard["files"].values():  # every indexed shard is whole: its files are the ones indexed
+            data = (folder / meta["name"]).read_bytes()
+            assert (len(data), hashlib.sha256(data).hexdigest()) == (meta["size"], meta["sha256"]), meta["name"]
+        keys |= {k.tobytes() for k in np.load(folder / shard["files"]["keys"]["name"])}
+    assert keys == {text_key(t) for t in texts}  # the index is the union of both writers' texts
+    assert len({s["id"] for s in index["shards"]}) == len(index["shards"])
+    counter = CountingEncoder(enc)
+    got = cache.get(enc, texts)
+    assert counter.seen == 0  # all read from the cache
+    np.testing.assert_allclose(got, SentenceEncoder.from_pretrained(tiny_model_dir).encode(texts), atol=1e-6)
 
 
 def test_bad_options(tmp_path, tiny_encoder):
