@@ -16,7 +16,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from mtst.config import MTSTConfig, save_config
-from mtst.diskio import clean_stale_temps
+from mtst.diskio import clean_stale_temps, write_text
 from mtst.evaluation import SPLIT_SEED
 from mtst.plotting import plot_training_curves
 from mtst.training.heads import HeadTrainer, uses_cache
@@ -42,12 +42,20 @@ def _append_jsonl(path: Path, record: dict[str, Any]) -> None:
         f.write(json.dumps(record) + "\n")
 
 
+def _parses(line: str) -> bool:
+    try:
+        json.loads(line)
+    except json.JSONDecodeError:  # the last line of a run killed mid-append
+        return False
+    return True
+
+
 def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop records past ``step`` (from the part of a killed run that the checkpoint does not hold)."""
+    """Drop records past ``step`` (from the part of a killed run that the checkpoint does not hold), atomically."""
     if path.exists():
-        lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+        lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip() and _parses(ln)]
         kept = [ln for ln in lines if json.loads(ln).get("step", 0) <= step]
-        path.write_text("".join(ln + "\n" for ln in kept), encoding="utf-8")
+        write_text(path, "".join(ln + "\n" for ln in kept))
 
 
 def train(
