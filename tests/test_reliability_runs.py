@@ -134,6 +134,21 @@ def test_resume_refuses_a_setting_the_checkpoint_depends_on(tiny_model_dir, toy,
     assert "fresh sampler" not in str(err.value) and "new --output folder" in str(err.value)
 
 
+# 8 (a checkpoint's files) -------------------------------------------------------------------------------------
+def test_resume_from_a_damaged_checkpoint_names_the_file(tiny_model_dir, toy, tmp_path):
+    cfg = write_task_file(tmp_path, tiny_model_dir, toy)
+    out = tmp_path / "run"
+    assert _train(cfg, out).exit_code == 0
+    for name in ("optimizer.safetensors", "model/heads.safetensors", "rng.safetensors"):
+        damaged = out / "checkpoint" / name
+        intact = damaged.read_bytes()
+        damaged.write_bytes(intact[:30])
+        text = _clean_exit(_train(cfg, out, "--resume", "--set", "train.max_steps=6"))
+        assert f"{damaged} is damaged or truncated" in text and "The checkpoint in" in text, name
+        damaged.write_bytes(intact)
+    assert _train(cfg, out, "--resume", "--set", "train.max_steps=6").exit_code == 0
+
+
 # 5 ------------------------------------------------------------------------------------------------------------
 def test_overwrite_never_deletes_the_runs_inputs_or_other_files(tiny_model_dir, toy, tmp_path):
     dd = tmp_path / "dd"
