@@ -35,6 +35,7 @@ from mtst.serve.schemas import (
     SimilarityRequest,
     error_responses,
 )
+from mtst.version import __version__
 
 logger = logging.getLogger(__name__)
 
@@ -292,6 +293,4 @@ def _key_checker(api_key: str) -> Callable:
 
 
 def _version() -> str:
-    from mtst.version import __version__
-
     return __version__

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from mtst.encoder import SentenceEncoder
+from mtst.model import MultiTaskModel, demo_heads_path
 from mtst.runtime.session import export_kind
 
 DEFAULT = "default"
@@ -119,9 +121,6 @@ def load_backend(model: str | Path | None = None, *, device: str | None = None) 
     ``SentenceEncoder.from_pretrained`` (embeddings and similarity only). Errors are ``OSError``/``ValueError``
     that name the model.
     """
-    from mtst.encoder import SentenceEncoder
-    from mtst.model import MultiTaskModel, demo_heads_path
-
     if model is None or str(model) == DEFAULT:
         heads = demo_heads_path()
         if (heads / MODEL_CONFIG_FILE).exists():
