@@ -174,6 +174,8 @@ def test_overwrite_never_deletes_the_runs_inputs_or_other_files(tiny_model_dir, 
     first = (run / "metrics.jsonl").stat().st_mtime_ns
     assert _train(cfg, run, "--overwrite").exit_code == 0  # a folder of mtst's own is replaced
     assert (run / "metrics.jsonl").stat().st_mtime_ns != first and (run / "model" / "mtst_config.json").exists()
+    (run / "mtst_run.json").unlink()  # a run folder written before the marker existed is mtst's too
+    assert _train(cfg, run, "--overwrite").exit_code == 0 and (run / "mtst_run.json").exists()
 
 
 # 16 -----------------------------------------------------------------------------------------------------------

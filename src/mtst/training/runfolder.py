@@ -77,18 +77,23 @@ def check_overwrite(out: Path, inputs: Iterable[tuple[str, Path]], own: Iterable
                 f"--overwrite would delete the run's {what} {path}, which is inside {out}. "
                 "Choose another --output folder."
             )
-    if not (out / RUN_MARKER).exists():
+    if not (out / RUN_MARKER).exists() and not _legacy_run(out):
         raise FileExistsError(
             f"Refusing to overwrite {out}: mtst did not write it (no {RUN_MARKER} marker), so its files may be "
             "someone's data. Choose another --output folder, or empty this one yourself."
         )
-    own = set(own) | set(read_json(out / RUN_MARKER).get("writes", []))
+    own = set(own) | (set(read_json(out / RUN_MARKER).get("writes", [])) if (out / RUN_MARKER).exists() else set())
     foreign = sorted(p.name + ("/" if p.is_dir() else "") for p in out.iterdir() if not _is_own(p.name, own))
     if foreign:
         raise FileExistsError(
             f"Refusing to overwrite {out}: it holds files mtst did not write ({', '.join(foreign[:10])}"
             f"{', ...' if len(foreign) > 10 else ''}). Move them out, or choose another --output folder."
         )
+
+
+def _legacy_run(out: Path) -> bool:
+    """A run folder from before the marker: its config as run, its metrics and a checkpoint (other files: refused)."""
+    return all((out / f).exists() for f in ("config.yaml", "metrics.jsonl", "checkpoint/trainer_state.json"))
 
 
 def _is_own(name: str, own: set[str]) -> bool:
