@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 
 from mtst.cli import app
 from mtst.engines import encode_corpus, plan_input, read_embeddings, read_manifest, shard_paths
+from tests.needs import need_module
 
 TEXTS = [f"the cat {i} sat on the mat in paris" if i % 4 else "" for i in range(10)] + [
     "a dog is playing music",
@@ -44,6 +45,11 @@ def write_inputs(folder: Path, texts: list[str]) -> dict[str, Path]:
     return paths
 
 
+def fp32(encoder, texts: list[str]) -> np.ndarray:
+    """``SentenceEncoder.encode`` in fp32, the engines' precision (its default, auto, is bf16 on some CPUs)."""
+    return encoder.encode(texts, precision="fp32")
+
+
 @pytest.fixture
 def corpus(tmp_path) -> dict[str, Path]:
     return write_inputs(tmp_path / "in", TEXTS)
@@ -59,7 +65,7 @@ def test_local_engine_matches_encode(fmt, corpus, tiny_model_dir, tiny_encoder, 
     )
     assert (result.rows, result.shards, result.written, result.skipped) == (13, 3, 3, 0)
     ids, vectors = read_embeddings(out)
-    np.testing.assert_allclose(vectors, tiny_encoder.encode(TEXTS), atol=1e-6, rtol=0)
+    np.testing.assert_allclose(vectors, fp32(tiny_encoder, TEXTS), atol=1e-6, rtol=0)
     assert ids == ([f"doc-{i}" for i in range(13)] if id_column else list(range(13)))
     assert [p.name for p in shard_paths(out)] == ["part-00000.parquet", "part-00001.parquet", "part-00002.parquet"]
     manifest = read_manifest(out)
@@ -77,7 +83,7 @@ def test_folder_of_files_numbers_rows_across_files(corpus, tiny_encoder, tmp_pat
     encode_corpus(folder, out, model=tiny_encoder, shard_rows=1, show_progress_bar=False)
     ids, vectors = read_embeddings(out)
     assert ids == [0, 1, 2]
-    np.testing.assert_allclose(vectors, tiny_encoder.encode(["the cat", "the dog", "paris"]), atol=1e-6, rtol=0)
+    np.testing.assert_allclose(vectors, fp32(tiny_encoder, ["the cat", "the dog", "paris"]), atol=1e-6, rtol=0)
     encode_corpus(str(folder / "*.txt"), tmp_path / "glob", model=tiny_encoder, show_progress_bar=False)
     np.testing.assert_array_equal(read_embeddings(tmp_path / "glob")[1], vectors)
 
@@ -86,7 +92,7 @@ def test_folder_of_files_numbers_rows_across_files(corpus, tiny_encoder, tmp_pat
 def test_smaller_dtypes_round_trip(dtype, corpus, tiny_encoder, tmp_path):
     encode_corpus(corpus["parquet"], tmp_path / "o", model=tiny_encoder, dtype=dtype, show_progress_bar=False)
     table = pq.read_table(tmp_path / "o")
-    expected = tiny_encoder.encode(TEXTS)
+    expected = fp32(tiny_encoder, TEXTS)
     _, vectors = read_embeddings(tmp_path / "o")
     if dtype == "float16":
         assert table.schema.field("embedding").type == pa.list_(pa.float16(), 32)
@@ -95,6 +101,24 @@ def test_smaller_dtypes_round_trip(dtype, corpus, tiny_encoder, tmp_path):
         assert table.schema.field("embedding").type == pa.list_(pa.int8(), 32)
         scale = table.column("scale").to_numpy()
         assert np.all(np.abs(vectors - expected) <= scale[:, None] / 2 + 1e-7)
+
+
+@pytest.mark.slow
+def test_an_onnx_int8_export_is_used_when_the_model_points_at_one(corpus, tiny_model_dir, tiny_encoder, tmp_path):
+    """``model`` loads through ``SentenceEncoder.from_pretrained``: an ``mtst export`` folder runs on onnxruntime."""
+    need_module("onnxruntime")
+    from mtst.encoder import SentenceEncoder
+    from mtst.export import export_model
+
+    export_model(tiny_model_dir, tmp_path / "int8", quantize="int8", force=True)
+    onnx = SentenceEncoder.from_pretrained(tmp_path / "int8")
+    assert type(onnx).__name__ == "OnnxSentenceEncoder"
+    encode_corpus(corpus["parquet"], tmp_path / "out", model=tmp_path / "int8", show_progress_bar=False)
+    np.testing.assert_allclose(read_embeddings(tmp_path / "out")[1], onnx.encode(TEXTS), atol=1e-6, rtol=0)
+    fingerprint = read_manifest(tmp_path / "out")["model"]["fingerprint"]
+    assert fingerprint == onnx.fingerprint() != tiny_encoder.fingerprint()
+    with pytest.raises(ValueError, match=r"model\.fingerprint"):  # the torch model may not finish that folder
+        encode_corpus(corpus["parquet"], tmp_path / "out", model=tiny_model_dir, show_progress_bar=False)
 
 
 def test_rerun_skips_finished_shards_and_redoes_missing_ones(corpus, tiny_encoder, tmp_path):
@@ -108,7 +132,7 @@ def test_rerun_skips_finished_shards_and_redoes_missing_ones(corpus, tiny_encode
     assert {k: v for k, v in again.items() if k != "part-00002.parquet"} == {
         k: v for k, v in first.items() if k != "part-00002.parquet"
     }
-    np.testing.assert_allclose(read_embeddings(out)[1], tiny_encoder.encode(TEXTS), atol=1e-6, rtol=0)
+    np.testing.assert_allclose(read_embeddings(out)[1], fp32(tiny_encoder, TEXTS), atol=1e-6, rtol=0)
 
 
 @pytest.mark.slow
@@ -149,7 +173,7 @@ def test_kill_and_resume_loses_and_duplicates_nothing(tiny_model_dir, tiny_encod
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith("part-")) == ["_manifest.json"]
     ids, vectors = read_embeddings(out)
     assert ids == list(range(3000))
-    np.testing.assert_allclose(vectors, tiny_encoder.encode(texts), atol=1e-6, rtol=0)
+    np.testing.assert_allclose(vectors, fp32(tiny_encoder, texts), atol=1e-6, rtol=0)
 
 
 # ---------------------------------------------------------------------------------------------- errors
@@ -167,7 +191,7 @@ def test_rerun_with_another_model_or_settings_is_refused(corpus, tiny_encoder, t
         encode_corpus(corpus["txt"], out, model=tiny_encoder, show_progress_bar=False)
     result = encode_corpus(corpus["parquet"], out, model=other, overwrite=True, show_progress_bar=False)
     assert (result.written, result.skipped) == (1, 0)
-    np.testing.assert_allclose(read_embeddings(out)[1], other.encode(TEXTS), atol=1e-6, rtol=0)
+    np.testing.assert_allclose(read_embeddings(out)[1], fp32(other, TEXTS), atol=1e-6, rtol=0)
 
 
 def test_missing_column_names_the_file_and_the_columns(corpus, tiny_encoder, tmp_path):
@@ -268,8 +292,8 @@ def test_cli_encode_to_folder_and_cache_build(corpus, tiny_model_dir, tiny_encod
 # ---------------------------------------------------------------------------------------------- the Ray engine
 @pytest.fixture(scope="module")
 def local_ray():
-    ray = pytest.importorskip("ray")
-    pytest.importorskip("ray.data")
+    ray = need_module("ray")
+    need_module("ray.data")
     ray.init(num_cpus=2, include_dashboard=False, logging_level="warning")
     yield ray
     ray.shutdown()

@@ -11,7 +11,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from mtst.encoder import SentenceEncoder
-from mtst.engines.local import ModelSpec, ShardSettings, load_encoder, run_local
+from mtst.engines.local import PRECISION, ModelSpec, ShardSettings, load_encoder, run_local
 from mtst.engines.manifest import build_manifest, check_output_folder, model_fingerprint, output_lock, prepare_output
 from mtst.engines.rayengine import run_ray
 from mtst.engines.readers import find_input_files, plan_input
@@ -62,8 +62,9 @@ def encode_corpus(
 
     A rerun into the same folder skips finished shards; one with another model, settings or input is
     refused. ``engine="ray"`` spreads fragments over a Ray actor pool (``workers`` actors); ``"local"``
-    runs in this process. ``model`` is a name or folder for ``SentenceEncoder.from_pretrained``, or a
-    loaded encoder (pooling / normalize / max_length then come from it).
+    runs in this process. ``model`` is a name or folder for ``SentenceEncoder.from_pretrained`` (an ``mtst
+    export`` folder loads as its ONNX encoder), or a loaded encoder (pooling, normalize, max length from it).
+    Every engine computes in fp32.
     """
     start_time = time.perf_counter()
     if engine not in ENGINES:
@@ -84,7 +85,7 @@ def encode_corpus(
         input, text_column=text_column, id_column=id_column, shard_rows=shard_rows, input_format=input_format
     )
     check_output_folder(folder)
-    if isinstance(model, SentenceEncoder):
+    if not isinstance(model, (str, Path)):  # a loaded encoder (torch or ONNX export)
         if pooling is not None or normalize is not None or max_length is not None:
             raise ValueError("pooling, normalize and max_length apply to a model name or path, not a loaded encoder.")
         encoder = model
@@ -100,10 +101,11 @@ def encode_corpus(
         "id_column": id_column,
         "shard_rows": shard_rows,
         "input_format": input_format,
+        "precision": PRECISION,
     }
     manifest = build_manifest(encoder, plan, settings, fingerprint=fingerprint)
     dim = encoder.dim
-    if engine == "ray" and not isinstance(model, SentenceEncoder):
+    if engine == "ray" and isinstance(model, (str, Path)):
         encoder = None  # the actors hold their own copies: free the driver's
     shard_settings = ShardSettings(str(folder.resolve()), dtype, text_column, id_column, batch_size)
     with output_lock(folder):

@@ -15,6 +15,9 @@ from mtst.engines.shards import embedding_table, write_shard
 # Texts encoded per call inside a fragment: the progress bar moves this often, and padding stays low
 # (``encode`` sorts each call's texts by length).
 CHUNK_ROWS = 4096
+# Compute precision of every engine: fp32, so that workers with and without native bf16 write the same numbers
+# (``encode``'s own default, "auto", would pick bf16 on some machines of a cluster and fp32 on others).
+PRECISION = "fp32"
 
 
 @dataclass(frozen=True)
@@ -71,7 +74,7 @@ def encode_fragment(
     for start in range(0, len(texts), CHUNK_ROWS):
         chunk = texts[start : start + CHUNK_ROWS]
         vectors[start : start + len(chunk)] = encoder.encode(
-            chunk, batch_size=settings.batch_size, show_progress_bar=False
+            chunk, batch_size=settings.batch_size, show_progress_bar=False, precision=PRECISION
         )
         if on_rows is not None:
             on_rows(len(chunk))

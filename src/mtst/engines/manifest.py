@@ -31,10 +31,15 @@ _COMPARED = ("format", "version", "model", "settings", "inputs", "rows")
 
 
 def model_fingerprint(encoder: Any) -> str:
-    """SHA-256 of the backbone's weights (names and bytes) and the tokenizer's vocabulary.
+    """SHA-256 of the model: its weights (names and bytes) and vocabulary; two encoders share it only if equal.
 
-    The one place engines fingerprint a model: two encoders share it only if their weights are equal.
+    The one place engines fingerprint a model. Encoders that fingerprint themselves (``fingerprint()``: the
+    torch encoder, by this same recipe, and an ONNX export, from its graph's checksum) are asked; for any
+    other encoder with a torch ``backbone`` the weights are hashed here.
     """
+    own = getattr(encoder, "fingerprint", None)
+    if callable(own):
+        return str(own())
     h = hashlib.sha256()
     for name, tensor in sorted(encoder.backbone.state_dict().items()):
         h.update(name.encode())
