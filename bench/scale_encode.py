@@ -170,13 +170,20 @@ def storage_per_row(folder: Path, sample_rows: int = 10_000) -> dict[str, float]
 def cpu_info() -> dict[str, str]:
     import torch
 
+    from mtst.precision import cpu_capability
+
     model = ""
     try:
         lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
         model = next((line.split(":", 1)[1].strip() for line in lscpu.splitlines() if "Model name" in line), "")
     except (OSError, subprocess.CalledProcessError):
         pass
-    return {"capability": torch.backends.cpu.get_cpu_capability(), "model": model, "cores": str(os.cpu_count())}
+    return {
+        "capability": torch.backends.cpu.get_cpu_capability(),
+        "features": cpu_capability(),
+        "model": model,
+        "cores": str(os.cpu_count()),
+    }
 
 
 def main() -> None:
@@ -207,12 +214,15 @@ def main() -> None:
     from mtst.engines import read_embeddings
 
     cpu = cpu_info()
-    print(f"CPU: {cpu['model']} ({cpu['cores']} cores), torch capability {cpu['capability']}")
+    print(f"CPU: {cpu['model']} ({cpu['cores']} cores), torch capability {cpu['capability']}: {cpu['features']}")
     corpus = args.workdir / f"corpus_{args.n}.parquet"
     distinct = build_corpus(args.datasets, corpus, args.n)
     print(f"{args.n:,} sentences ({distinct:,} distinct), {args.n // args.shard_rows} shards of {args.shard_rows:,}")
     settings = ("workers", "local_threads", "shard_rows", "batch_size", "dtype", "model")
     result: dict = {"n": args.n, "distinct": distinct, "cpu": cpu, **{k: getattr(args, k) for k in settings}}
+    result["commit"] = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
     outputs = {engine: args.workdir / f"out_{engine}" for engine in ("local", "ray")}
     for engine, folder in outputs.items():
         result[engine] = run_child(engine, args, corpus, folder)
