@@ -13,6 +13,7 @@ from mtst.cache import DEFAULT_CACHE_DIR, check_cache_root
 from mtst.config import MTSTConfig
 from mtst.diskio import check_writable_folder, read_json
 from mtst.model import read_saved_head
+from mtst.stfolder import default_model_path, read_sentence_transformers_config
 from mtst.tasks import read_splits
 from mtst.training.heads import uses_cache
 from mtst.training.runfolder import check_overwrite, resume_changes, run_inputs, saved_config
@@ -33,15 +34,25 @@ def check_data(config: MTSTConfig) -> None:
             read_splits(t, seed=config.train.seed, splits=("train", "dev"))
 
 
-def check_backbone(name: str) -> None:
-    """A backbone given as a local path must be a model folder ("default" and hub ids are checked when loaded)."""
-    path = Path(name).expanduser()
-    if name == "default" or not (path.exists() or name.startswith(("/", ".", "~")) or name.count("/") > 1):
+def check_backbone(name: str, max_length: int | None) -> None:
+    """A local backbone (or "default") must be a model folder whose positions hold ``max_length`` tokens.
+
+    Hub ids are checked when they load.
+    """
+    path = default_model_path() if name == "default" else Path(name).expanduser()
+    if name != "default" and not (path.exists() or name.startswith(("/", ".", "~")) or name.count("/") > 1):
         return
     if not path.is_dir():
         raise FileNotFoundError(f"model.backbone {path} does not exist, or is not a folder.")
     if not any((path / f).exists() for f in ("config.json", "modules.json")):
         raise FileNotFoundError(f"model.backbone {path} is not a model folder: it has no config.json or modules.json.")
+    config = path / read_sentence_transformers_config(path).get("backbone_subdir", "") / "config.json"
+    limit = read_json(config).get("max_position_embeddings") if config.exists() else None
+    if max_length is not None and isinstance(limit, int) and max_length > limit:
+        raise ValueError(
+            f"model.max_length={max_length} exceeds the backbone's limit of {limit} positions "
+            f"(max_position_embeddings in {config})."
+        )
 
 
 def check_training_run(
@@ -79,7 +90,7 @@ def check_training_run(
         check_writable_folder(out, overwrite=overwrite, what="training run")
         if overwrite and out.is_dir() and any(out.iterdir()):
             check_overwrite(out, run_inputs(config, config_file), own)
-    check_backbone(config.model.backbone)
+    check_backbone(config.model.backbone, config.model.max_length)
     for t in config.tasks:
         if t.init_from:
             read_saved_head(t.init_from, t)
