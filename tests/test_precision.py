@@ -66,7 +66,7 @@ def _autocast_seen(module: torch.nn.Module) -> list[bool]:
 
 def test_encode_runs_bf16_autocast_only_where_native(tiny_encoder, cpu_features):
     texts = ["the cat sat on the mat", "paris and london", "a dog"]
-    reference = tiny_encoder.encode(texts)
+    reference = tiny_encoder.encode(texts, precision="fp32")
     seen = _autocast_seen(tiny_encoder.backbone)
     cpu_features({"avx512_bf16": True})
     got = tiny_encoder.encode(texts, precision="bf16")
@@ -91,8 +91,8 @@ def test_predict_runs_bf16_autocast(tiny_encoder, cpu_features):
     assert seen == [True] and [set(p) for p in preds] == [{"topic"}] * 2
     assert all(isinstance(p["topic"]["score"], float) for p in preds)
     model.train()
-    model.predict(["paris"])
-    assert seen == [True, False] and model.training  # fp32 by default; the mode is restored
+    model.predict(["paris"], precision="fp32")
+    assert seen == [True, False] and model.training  # the mode is restored
 
 
 def test_cli_precision_option(tiny_model_dir):

@@ -94,8 +94,8 @@ def check_export(
     cos = np.concatenate(cosines)
     figures.max_abs_diff, figures.mean_cosine, figures.min_cosine = diffs, float(cos.mean()), float(cos.min())
     if isinstance(source, MultiTaskModel) and isinstance(loaded, OnnxMultiTaskModel):
-        expected_rows = source.predict(texts, word_tags=True, batch_size=batch_size, show_progress_bar=False)
-        got_rows = loaded.predict(texts, word_tags=True, batch_size=batch_size, show_progress_bar=False)
+        options = {"word_tags": True, "batch_size": batch_size, "show_progress_bar": False, "precision": "fp32"}
+        expected_rows, got_rows = source.predict(texts, **options), loaded.predict(texts, **options)
         figures.agreement = {
             t.name: agreement(t.name, expected_rows, got_rows) for t in source.tasks.values() if t.has_head
         }
