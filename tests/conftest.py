@@ -12,6 +12,9 @@ from needs import missing
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# precision "auto" (the default) is bf16 on a CPU with AVX-512 BF16 / AMX and fp32 elsewhere: the tests compare
+# against fp32 references, so they run fp32 on every machine (subprocesses too) unless a test asks for auto itself
+os.environ.setdefault("MTST_PRECISION", "fp32")
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ROOT.parent / "shared" / "datasets"

@@ -22,7 +22,7 @@ from mtst.heads import HEAD_TYPES
 from mtst.losses import LOSS_WEIGHTING
 from mtst.optim import SCHEDULES
 from mtst.pooling import POOLING_MODES
-from mtst.precision import PRECISIONS
+from mtst.precision import PRECISIONS, default_precision
 from mtst.sampling import SAMPLING_STRATEGIES
 from mtst.tasks import task_class
 from mtst.tasks.regression import REGRESSION_OUTPUTS
@@ -193,7 +193,9 @@ class TrainConfig:
     early_stopping_patience: int | None = None  # evaluations without improvement before stopping
     save_every: int | None = None  # steps between resumable checkpoints; None: at every evaluation
     log_every: int = 10  # steps between loss records in metrics.jsonl
-    precision: str = "fp32"  # fp32 or bf16 (autocast; ~1.9x faster on recent CPUs for MiniLM)
+    # fp32, bf16 (autocast) or auto: bf16 where the CPU/GPU computes it natively (~1.9x faster for MiniLM there;
+    # emulated bf16 on an AVX2-only CPU is ~8x slower), else fp32. $MTST_PRECISION changes the default.
+    precision: str = field(default_factory=default_precision)
     eval_batch_size: int = 64
     cache_dir: str | None = None  # frozen backbone: where embeddings are kept; None: ~/.cache/mtst/embeddings
     cache_dtype: str = "float32"  # float16 halves the disk; heads barely notice

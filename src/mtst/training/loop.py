@@ -27,6 +27,7 @@ from mtst.freezing import apply_freeze
 from mtst.losses import LossWeights
 from mtst.model import MultiTaskModel
 from mtst.optim import build_optimizer, layerwise_param_groups
+from mtst.precision import resolve_precision
 from mtst.sampling import TaskSampler
 from mtst.training.setup import build_model, load_run_data
 
@@ -108,9 +109,12 @@ class Trainer:
         # (PartialState) is kept, so this is safe under `accelerate launch` too.
         AcceleratorState._reset_state(reset_partial_state=False)
         GradientState._reset_state()
+        # "auto" is bf16 only where the device computes it natively; "bf16" elsewhere runs fp32, with a warning
+        target = "cuda" if device != "cpu" and torch.cuda.is_available() else "cpu"
+        self.precision = resolve_precision(t.precision, target)
         self.accelerator = Accelerator(
             gradient_accumulation_steps=t.grad_accum,
-            mixed_precision="bf16" if t.precision == "bf16" else "no",
+            mixed_precision="bf16" if self.precision == "bf16" else "no",
             cpu=device == "cpu",
             kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
         )
@@ -212,7 +216,7 @@ class Trainer:
     def evaluate(self) -> dict[str, dict[str, float]]:
         """Metrics of every task on its dev data."""
         return evaluate(
-            self.model, self.dev_data, batch_size=self.tc.eval_batch_size, autocast=self.tc.precision == "bf16"
+            self.model, self.dev_data, batch_size=self.tc.eval_batch_size, autocast=self.precision == "bf16"
         )
 
     def steps(self) -> Iterator[StepRecord]:
