@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tempfile
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -22,9 +23,12 @@ from safetensors import SafetensorError
 from torch import nn
 from transformers import AutoModel, AutoTokenizer
 
+from mtst.devices import check_device, default_device
 from mtst.diskio import atomic_folder
 from mtst.encoding import CONVERT_TO, EncodingMixin
+from mtst.hub import check_repo_id, push_folder
 from mtst.inputs import check_max_length
+from mtst.modelcard import CARD_FILE, base_model_of, encoder_card
 from mtst.pooling import check_pooling, pool
 from mtst.precision import inference_context
 from mtst.runtime.encoder import OnnxSentenceEncoder
@@ -40,10 +44,6 @@ from mtst.stfolder import (
 from mtst.tensorfiles import damaged, weights_file
 
 __all__ = ["CONVERT_TO", "DEFAULT_MODEL", "SentenceEncoder", "default_model_path", "read_sentence_transformers_config"]
-
-
-def _default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 class SentenceEncoder(EncodingMixin, nn.Module):
@@ -75,6 +75,8 @@ class SentenceEncoder(EncodingMixin, nn.Module):
                 "(config.max_position_embeddings)."
             )
         self.max_length = max_length
+        self.source: str | None = None  # what from_pretrained was given ("default", a folder, a hub id)
+        self.base_model: str | None = None  # the hub id this encoder comes from, for model cards
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -96,6 +98,7 @@ class SentenceEncoder(EncodingMixin, nn.Module):
         if pooling is not None:
             check_pooling(pooling)
         check_max_length(max_length)  # before anything loads
+        device = check_device(device) if device is not None else default_device()
         folder = resolve_model_folder(name_or_path)
         if is_export(folder):
             return OnnxSentenceEncoder.load(
@@ -124,7 +127,10 @@ class SentenceEncoder(EncodingMixin, nn.Module):
             max_length=max_length if max_length is not None else st.get("max_length"),
         )
         encoder.source = str(name_or_path)
-        return encoder.to(device or _default_device()).eval()
+        encoder.base_model = base_model_of(encoder.source, folder)
+        return encoder.to(device).eval()
+
+    load = from_pretrained  # beside save, as MultiTaskModel.load
 
     # ------------------------------------------------------------------ properties
     @property
@@ -140,6 +146,18 @@ class SentenceEncoder(EncodingMixin, nn.Module):
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
+
+    def place(self, device: torch.device) -> None:
+        """Move the encoder to ``device`` (``encode(device=...)`` does, as in sentence-transformers)."""
+        if device != self.device:
+            self.to(device)
+
+    def __repr__(self) -> str:
+        return (
+            f"SentenceEncoder(source={self.source!r}, backbone={self.backbone.config.model_type!r}, "
+            f"pooling={self.pooling!r}, normalize={self.normalize}, dim={self.dim}, "
+            f"max_seq_length={self.max_length}, device='{self.device}')"
+        )
 
     def get_config(self) -> dict[str, Any]:
         """The settings that, with the backbone folder, rebuild this encoder."""
@@ -214,11 +232,13 @@ class SentenceEncoder(EncodingMixin, nn.Module):
         Refuses a non-empty folder unless ``overwrite``; the write is atomic (temporary folder, then rename).
         """
         with atomic_folder(path, overwrite=overwrite, what="encoder") as tmp:
-            self.save_to(tmp)
+            self.save_to(tmp, model_id=Path(path).name)
         return Path(path)
 
-    def save_to(self, folder: Path) -> None:
-        """Write the encoder's files into an existing folder (callers do the overwrite checks)."""
+    save_pretrained = save  # the name transformers and sentence-transformers use
+
+    def save_to(self, folder: Path, *, model_id: str | None = None) -> None:
+        """Write the encoder's files and model card into an existing folder (callers do the overwrite checks)."""
         folder = Path(folder)
         with quiet_transformers():
             self.backbone.save_pretrained(str(folder), safe_serialization=True)
@@ -226,3 +246,31 @@ class SentenceEncoder(EncodingMixin, nn.Module):
         write_sentence_transformers_files(
             folder, dim=self.dim, pooling=self.pooling, normalize=self.normalize, max_length=self.max_length
         )
+        card = encoder_card(self, model_id=model_id or folder.name, base_model=self.base_model)
+        card.save(folder / CARD_FILE)
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        token: str | None = None,
+        private: bool | None = None,
+        commit_message: str | None = None,
+        revision: str | None = None,
+        create_pr: bool = False,
+        exist_ok: bool = True,
+    ) -> str:
+        """Save to a temporary folder (card included) and upload it to the hub repo ``repo_id``; the commit URL."""
+        repo_id = check_repo_id(repo_id)
+        with tempfile.TemporaryDirectory(prefix="mtst-push-") as tmp:
+            self.save_to(Path(tmp), model_id=repo_id)
+            return push_folder(
+                tmp,
+                repo_id,
+                token=token,
+                private=private,
+                commit_message=commit_message,
+                revision=revision,
+                create_pr=create_pr,
+                exist_ok=exist_ok,
+            )

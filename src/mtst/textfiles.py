@@ -10,6 +10,7 @@ from tqdm.auto import tqdm
 
 from mtst.diskio import atomic_file, clean_stale_temps
 from mtst.encoder import SentenceEncoder
+from mtst.progress import progress_bars_disabled
 
 
 def _check_input(path: Path) -> None:
@@ -92,7 +93,8 @@ def encode_file(
     """Encode a one-text-per-line file into an ``.npy`` file, ``chunk_size`` texts at a time.
 
     Memory stays bounded by the chunk, not the file: each chunk is appended to the file with plain writes (a
-    memory map of the output would keep every written page resident). Returns the array's shape.
+    memory map of the output would keep every written page resident). One bar counts the texts of the whole
+    file, moved after every batch. Returns the array's shape.
     """
     input_path = Path(input_path)
     output_path = check_npy_output(output_path, overwrite=overwrite)
@@ -107,25 +109,27 @@ def encode_file(
         "shape": (n, encoder.dim),
     }
 
-    def write(f, texts: list[str]) -> int:
-        emb = encoder.encode(texts, batch_size=batch_size, normalize=normalize)
-        f.write(np.ascontiguousarray(emb, dtype=np.float32).tobytes())
+    def write(f, texts: list[str], bar: tqdm) -> int:
+        emb = np.empty((len(texts), encoder.dim), dtype=np.float32)  # [chunk, dim]
+        for idx, vectors in encoder.iter_embeddings(texts, batch_size=batch_size, normalize=normalize):
+            emb[idx] = vectors.numpy()  # [batch, dim] at the texts' places
+            bar.update(len(idx))  # one bar over the whole file, moved by every batch
+        f.write(emb.tobytes())
         return len(texts)
 
     done = 0
     chunk: list[str] = []
+    hidden = not show_progress_bar or progress_bars_disabled()
     with atomic_file(output_path) as tmp:  # the temporary file is removed if anything fails
-        with open(tmp, "wb") as f, tqdm(total=n, desc="Encoding", unit="text", disable=not show_progress_bar) as bar:
+        with open(tmp, "wb") as f, tqdm(total=n, desc="Encoding", unit="text", disable=hidden) as bar:
             np.lib.format.write_array_header_1_0(f, header)
             for text in _checked_lines(input_path):
                 chunk.append(text)
                 if len(chunk) == chunk_size:
-                    done += write(f, chunk)
-                    bar.update(len(chunk))
+                    done += write(f, chunk, bar)
                     chunk = []
             if chunk:
-                done += write(f, chunk)
-                bar.update(len(chunk))
+                done += write(f, chunk, bar)
         if done != n:
             raise ValueError(f"{input_path} changed while it was read: {n} lines counted, {done} encoded.")
     return n, encoder.dim

@@ -18,6 +18,8 @@ import torch.nn.functional as F
 from transformers import AutoTokenizer
 
 from mtst.encoding import EncodingMixin
+from mtst.hub import push_export
+from mtst.modelcard import export_card
 from mtst.pooling import check_pooling
 from mtst.precision import check_precision
 from mtst.runtime.session import EMBEDDING_OUTPUT, GraphSession, read_export_config
@@ -90,6 +92,8 @@ class OnnxSentenceEncoder(EncodingMixin):
             )
         return cls(folder, conf, normalize=normalize, max_length=max_length, threads=threads)
 
+    from_pretrained = load  # the name transformers and sentence-transformers use
+
     # ------------------------------------------------------------------ properties (as SentenceEncoder's)
     @property
     def dim(self) -> int:
@@ -99,6 +103,11 @@ class OnnxSentenceEncoder(EncodingMixin):
     @property
     def device(self) -> torch.device:
         return CPU
+
+    def place(self, device: torch.device) -> None:
+        """Only the CPU: ``encode(device="cuda")`` on an export is refused, with what to do instead."""
+        if torch.device(device).type != "cpu":
+            raise ValueError(f"ONNX exports run on the CPU (onnxruntime), not on {str(device)!r}; pass device='cpu'.")
 
     def get_config(self) -> dict[str, Any]:
         """Pooling, normalization and max length, as ``SentenceEncoder.get_config``."""
@@ -154,6 +163,31 @@ class OnnxSentenceEncoder(EncodingMixin):
             "(e.g. to build a token cache)."
         )
 
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        token: str | None = None,
+        private: bool | None = None,
+        commit_message: str | None = None,
+        revision: str | None = None,
+        create_pr: bool = False,
+        exist_ok: bool = True,
+    ) -> str:
+        """Upload the export folder as it is (with a model card if it has none) to the hub repo; the commit URL."""
+        card = export_card(self.config, model_id=repo_id)
+        return push_export(
+            self.folder,
+            repo_id,
+            str(card),
+            token=token,
+            private=private,
+            commit_message=commit_message,
+            revision=revision,
+            create_pr=create_pr,
+            exist_ok=exist_ok,
+        )
+
     def eval(self) -> OnnxSentenceEncoder:
         return self  # an inference graph: no train/eval modes
 
@@ -161,4 +195,7 @@ class OnnxSentenceEncoder(EncodingMixin):
         return self
 
     def __repr__(self) -> str:
-        return f"OnnxSentenceEncoder({str(self.folder)!r}, quantize={self.quantize!r}, dim={self.dim})"
+        return (
+            f"OnnxSentenceEncoder({str(self.folder)!r}, backbone={self.config['encoder'].get('model_type')!r}, "
+            f"pooling={self.pooling!r}, dim={self.dim}, quantize={self.quantize!r})"
+        )

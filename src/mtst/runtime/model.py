@@ -82,6 +82,8 @@ class OnnxMultiTaskModel(PredictionMixin):
                 crf[name] = CRFScores(*parts)
         return cls(encoder, tasks, crf)
 
+    from_pretrained = load  # the name transformers and sentence-transformers use
+
     # ------------------------------------------------------------------ as MultiTaskModel
     def head(self, name: str) -> SavedHead | None:
         """What decoding needs of task ``name``'s head (its CRF), or ``None`` for a task without one."""
@@ -100,6 +102,10 @@ class OnnxMultiTaskModel(PredictionMixin):
     def inference(self, precision: str | None = None) -> contextlib.AbstractContextManager[None]:
         return self.encoder.inference(precision)
 
+    def push_to_hub(self, repo_id: str, **options: Any) -> str:
+        """Upload the export folder to the hub repo ``repo_id`` (the options of ``OnnxSentenceEncoder.push_to_hub``)."""
+        return self.encoder.push_to_hub(repo_id, **options)
+
     def eval(self) -> OnnxMultiTaskModel:
         return self  # an inference graph: no train/eval modes
 
@@ -111,4 +117,5 @@ class OnnxMultiTaskModel(PredictionMixin):
         return dict(self.encoder.config)
 
     def __repr__(self) -> str:
-        return f"OnnxMultiTaskModel({str(self.encoder.folder)!r}, tasks={list(self.tasks)})"
+        tasks = {name: t.type for name, t in self.tasks.items()}
+        return f"OnnxMultiTaskModel({str(self.encoder.folder)!r}, dim={self.encoder.dim}, tasks={tasks})"
