@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import logging
+import tempfile
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -16,12 +18,16 @@ from safetensors.torch import save_file
 from torch import nn
 
 from mtst.config import MTSTConfig, TaskConfig
+from mtst.datapaths import portable_task_paths, resolve_task_paths
 from mtst.diskio import atomic_folder, check_writable_folder, read_json, write_json
 from mtst.encoder import SentenceEncoder
+from mtst.hub import check_repo_id, push_folder
+from mtst.modelcard import CARD_FILE, multitask_card
 from mtst.precision import inference_context
 from mtst.prediction import PredictionMixin
 from mtst.runtime.model import OnnxMultiTaskModel
 from mtst.runtime.session import is_export
+from mtst.stfolder import resolve_model_folder
 from mtst.tasks import Task, build_task
 from mtst.tensorfiles import load_tensors
 from mtst.version import __version__
@@ -32,6 +38,10 @@ REDO = "Save or train the model again, or restore the folder from a copy."  # wh
 ENCODER_DIR = "encoder"
 FORMAT = "mtst-multitask"
 FORMAT_VERSION = 1
+NAMES_ONLY = "names_only"  # config key: {task: [path keys saved as file names only]} (see mtst.datapaths)
+
+logger = logging.getLogger(__name__)
+_said_names_only: set[str] = set()
 
 
 class MultiTaskModel(PredictionMixin, nn.Module):
@@ -89,18 +99,63 @@ class MultiTaskModel(PredictionMixin, nn.Module):
         """Eval mode, no autograd, and bf16 autocast where ``precision`` resolves to it (``mtst.precision``)."""
         return inference_context(self, self.encoder.device, precision)
 
+    def __repr__(self) -> str:
+        e = self.encoder
+        tasks = {name: t.type for name, t in self.tasks.items()}
+        return (
+            f"MultiTaskModel(source={e.source!r}, backbone={e.backbone.config.model_type!r}, pooling={e.pooling!r}, "
+            f"dim={e.dim}, tasks={tasks})"
+        )
+
     # ------------------------------------------------------------------ save / load
     def save(
         self, path: str | Path, *, overwrite: bool = False, include_encoder: bool = True, extra: dict | None = None
     ) -> Path:
-        """Write ``encoder/`` (a sentence-transformers folder), ``heads.safetensors`` and ``mtst_config.json``.
+        """Write ``encoder/`` (a sentence-transformers folder), ``heads.safetensors``, ``mtst_config.json`` and a card.
 
         An existing mtst model folder is replaced; any other non-empty folder only with ``overwrite=True``.
         ``include_encoder=False`` writes the heads only (a few MB) for a backbone that ``load`` can find by its
         name (e.g. ``"default"``); its weight fingerprint is recorded and checked on load. ``extra`` is stored
-        as-is in the config (e.g. the metrics the heads reached).
+        as-is in the config (e.g. ``dev_metrics``, which the model card lists). Data paths are saved relative to
+        the folder, or as file names only where they lie outside its project (``mtst.datapaths``).
         """
-        path = Path(path)
+        self._write(Path(path), overwrite=overwrite, include_encoder=include_encoder, extra=extra)
+        return Path(path)
+
+    save_pretrained = save  # the name transformers and sentence-transformers use
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        token: str | None = None,
+        private: bool | None = None,
+        commit_message: str | None = None,
+        revision: str | None = None,
+        create_pr: bool = False,
+        exist_ok: bool = True,
+        include_encoder: bool = True,
+    ) -> str:
+        """Save to a temporary folder (card included) and upload it to the hub repo ``repo_id``; the commit URL."""
+        repo_id = check_repo_id(repo_id)
+        with tempfile.TemporaryDirectory(prefix="mtst-push-") as tmp:
+            folder = Path(tmp) / repo_id.rsplit("/", 1)[-1]
+            self._write(folder, overwrite=False, include_encoder=include_encoder, extra=None, model_id=repo_id)
+            return push_folder(
+                folder,
+                repo_id,
+                token=token,
+                private=private,
+                commit_message=commit_message,
+                revision=revision,
+                create_pr=create_pr,
+                exist_ok=exist_ok,
+            )
+
+    def _write(
+        self, path: Path, *, overwrite: bool, include_encoder: bool, extra: dict | None, model_id: str | None = None
+    ) -> None:
+        extra = self.extra if extra is None else extra
         is_model = (path / MODEL_CONFIG_FILE).exists()
         check_writable_folder(path, overwrite=overwrite or is_model, what="mtst model")
         config = self.get_config()
@@ -114,14 +169,36 @@ class MultiTaskModel(PredictionMixin, nn.Module):
             config["encoder"].update({"source": str(source), "fingerprint": self.encoder.fingerprint()})
         if extra:
             config["extra"] = extra
+        config["tasks"], names_only = portable_task_paths(config["tasks"], path)
+        if names_only:
+            config[NAMES_ONLY] = names_only
+            if str(path) not in _said_names_only:
+                _said_names_only.add(str(path))
+                said = ", ".join(f"{task}.{key}" for task, keys in names_only.items() for key in keys)
+                logger.warning(
+                    "%s: data outside the model's project saved by file name only (%s); `mtst evaluate --model "
+                    "%s` needs a config that names it.",
+                    path,
+                    said,
+                    path,
+                )
+        model_id = model_id or path.name
+        card = multitask_card(
+            config,
+            self.tasks,
+            model_id=model_id,
+            base_model=self.encoder.base_model,
+            has_encoder=include_encoder,
+            metrics=(extra or {}).get("dev_metrics"),
+        )
         with atomic_folder(path, overwrite=True, what="mtst model") as tmp:
             if include_encoder:
                 (tmp / ENCODER_DIR).mkdir()
-                self.encoder.save_to(tmp / ENCODER_DIR)
+                self.encoder.save_to(tmp / ENCODER_DIR, model_id=f"{model_id}/{ENCODER_DIR}")
             state = {k: v.detach().cpu().contiguous() for k, v in self.heads.state_dict().items()}
             save_file(state, str(tmp / HEADS_FILE), metadata={"format": FORMAT})
             write_json(tmp / MODEL_CONFIG_FILE, config)
-        return path
+            card.save(tmp / CARD_FILE)
 
     def get_config(self) -> dict[str, Any]:
         """Format, versions, encoder settings and every task (config and labels), as saved in ``mtst_config.json``."""
@@ -135,11 +212,11 @@ class MultiTaskModel(PredictionMixin, nn.Module):
 
     @classmethod
     def load(cls, path: str | Path, *, device: str | torch.device | None = None) -> MultiTaskModel | OnnxMultiTaskModel:
-        """Load a folder written by ``save``; a missing or mismatched file gives an error naming it.
+        """Load a folder written by ``save`` (or a hub id); a missing or mismatched file gives an error naming it.
 
         A folder written by ``mtst export`` loads as an ``OnnxMultiTaskModel`` (onnxruntime, same API).
         """
-        path = Path(path)
+        path = resolve_model_folder(path, expected=f"{MODEL_CONFIG_FILE} (an mtst model, from save or mtst train)")
         if is_export(path):
             return OnnxMultiTaskModel.load(path, device=device)
         conf_file, conf = path / MODEL_CONFIG_FILE, read_model_config(path)
@@ -159,7 +236,8 @@ class MultiTaskModel(PredictionMixin, nn.Module):
                 f"{conf_file}: these heads were trained on a different {e['source']!r} backbone "
                 "(weight fingerprint mismatch); retrain them or load the backbone they were made with."
             )
-        model = cls(encoder, [build_task(TaskConfig(**t)) for t in conf["tasks"]])
+        tasks = resolve_task_paths(conf["tasks"], path, conf.get(NAMES_ONLY))
+        model = cls(encoder, [build_task(TaskConfig(**t)) for t in tasks])
         model.extra = conf.get("extra", {})
         state = load_tensors(path / HEADS_FILE, REDO)
         mismatch = state_mismatch(model.heads.state_dict(), state)
@@ -167,6 +245,8 @@ class MultiTaskModel(PredictionMixin, nn.Module):
             raise ValueError(f"{path / HEADS_FILE} does not match {conf_file}: {mismatch}")
         model.heads.load_state_dict(state)
         return model.to(encoder.device).eval()
+
+    from_pretrained = load  # the name transformers and sentence-transformers use
 
 
 def demo_heads_path() -> Path:

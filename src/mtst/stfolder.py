@@ -14,14 +14,19 @@ from typing import Any
 
 import torch
 import transformers
+from huggingface_hub import constants as hub_constants
 from huggingface_hub import snapshot_download
+from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled, RepositoryNotFoundError
 from transformers.utils import logging as hf_logging
 
-from mtst.version import __version__
 from mtst.diskio import read_json, write_json
 from mtst.pooling import check_pooling
+from mtst.version import __version__
 
 DEFAULT_MODEL = "default"
+# what a model folder on the hub needs: an encoder (also inside a multi-task model's encoder/), heads, an export
+HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.onnx", "README.md", "1_Pooling/*", "*/config.json"]
+ENCODER_EXPECTED = "config.json (a Hugging Face model) or modules.json (a sentence-transformers model)"
 # sentence-transformers module types we read; their names changed across versions, so match the suffix.
 _ST_TRANSFORMER, _ST_POOLING, _ST_NORMALIZE = "Transformer", "Pooling", "Normalize"
 _ST_LEGACY_POOLING_KEYS = {
@@ -50,8 +55,11 @@ def _looks_like_path(name: str) -> bool:
     return name.startswith((".", "/", "~")) or "\\" in name or name.count("/") > 1 or name.endswith("/")
 
 
-def resolve_model_folder(name_or_path: str | Path) -> Path:
-    """Map ``"default"``, a local folder, or a hub id to a local folder holding the model files."""
+def resolve_model_folder(name_or_path: str | Path, *, expected: str = ENCODER_EXPECTED) -> Path:
+    """Map ``"default"``, a local folder, or a hub id to a local folder holding the model files.
+
+    ``expected`` says, in the error for a missing folder, what the folder should hold.
+    """
     name = str(name_or_path)
     if name == DEFAULT_MODEL:
         return default_model_path()
@@ -62,8 +70,8 @@ def resolve_model_folder(name_or_path: str | Path) -> Path:
         return path
     if isinstance(name_or_path, Path) or _looks_like_path(name):
         raise FileNotFoundError(
-            f"Model folder {path} does not exist. Expected a folder with config.json (a Hugging Face model) "
-            "or modules.json (a sentence-transformers model), 'default', or a Hugging Face hub id."
+            f"Model folder {path} does not exist. Expected a folder with {expected}, 'default', "
+            "or a Hugging Face hub id (owner/name)."
         )
     return _download_from_hub(name)
 
@@ -71,10 +79,22 @@ def resolve_model_folder(name_or_path: str | Path) -> Path:
 def _download_from_hub(repo_id: str) -> Path:
     """Fetch a model from the Hugging Face hub (or its local cache); needs a network the first time."""
     try:
-        folder = snapshot_download(
-            repo_id,
-            allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model", "1_Pooling/*", "*/config.json"],
+        folder = snapshot_download(repo_id, allow_patterns=HUB_PATTERNS)
+    except (LocalEntryNotFoundError, OfflineModeIsEnabled) as e:
+        why = (
+            "HF_HUB_OFFLINE is set and it is not in the local hub cache"
+            if hub_constants.HF_HUB_OFFLINE
+            else f"it is not in the local hub cache and the hub could not be reached ({type(e).__name__})"
         )
+        raise OSError(
+            f"{repo_id!r} is not a local folder, and it could not be fetched from the Hugging Face hub: {why}. "
+            "Pass a local model folder or 'default', or fetch it once with a network (unset HF_HUB_OFFLINE)."
+        ) from None
+    except RepositoryNotFoundError:
+        raise OSError(
+            f"{repo_id!r} is not a local folder, and the Hugging Face hub has no such model (or it is private or "
+            "gated: log in with `hf auth login` or set HF_TOKEN)."
+        ) from None
     except Exception as e:
         raise OSError(
             f"{repo_id!r} is not a local folder, and it could not be fetched from the Hugging Face hub "

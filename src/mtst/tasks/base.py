@@ -43,6 +43,7 @@ class Task:
     needs_labels: ClassVar[bool] = False
     has_head: ClassVar[bool] = True  # False: the task trains the shared embedding itself (no head)
     cache_kind: ClassVar[str] = "sentence"  # which frozen-backbone vectors its head reads: "sentence" or "token"
+    hub_task: ClassVar[str] = "other"  # the Hugging Face hub task type its results are listed under (model cards)
 
     def __init__(self, config: TaskConfig, labels: LabelSet | None = None) -> None:
         if config.type != self.type:

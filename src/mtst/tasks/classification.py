@@ -21,6 +21,7 @@ class ClassificationTask(Task):
     """One label per sentence: cross-entropy on a linear or MLP head over the pooled embedding."""
 
     type = "classification"
+    hub_task = "text-classification"
     losses = ("cross_entropy",)
     main_metric = "accuracy"
     metric_names = ("accuracy", "macro_f1")

@@ -22,6 +22,7 @@ class RegressionTask(Task):
     """One number per sentence (e.g. a sentiment score in 0..1): MSE or BCE on a head over the pooled embedding."""
 
     type = "regression"
+    hub_task = "text-classification"
     losses = ("mse", "bce")
     main_metric = "spearman"
     metric_names = ("pearson", "spearman")

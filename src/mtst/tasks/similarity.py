@@ -21,6 +21,7 @@ class SimilarityTask(Task):
     """Sentence pairs: no head; the pooled embeddings are trained contrastively (MNRL, CoSENT or cosine MSE)."""
 
     type = "similarity"
+    hub_task = "sentence-similarity"
     losses = ("mnrl", "cosent", "cosine_mse")
     main_metric = "spearman"
     metric_names = ("pearson", "spearman")

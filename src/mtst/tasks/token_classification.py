@@ -27,6 +27,7 @@ class TokenClassificationTask(Task):
     """BIO tags per word (named entities): the tag sits on each word's first sub-word; optional CRF."""
 
     type = "token_classification"
+    hub_task = "token-classification"
     losses = ("cross_entropy",)  # with crf: true the CRF negative log-likelihood is used
     main_metric = "entity_f1"
     metric_names = ("entity_f1", "entity_precision", "entity_recall")

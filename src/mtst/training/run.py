@@ -134,8 +134,9 @@ def train(
                 last_metrics = record.metrics
                 if main:
                     _append_jsonl(metrics_file, {"step": record.step, "eval": record.metrics, "score": record.score})
-                    if record.is_best:
-                        trainer.model.save(out / MODEL_DIR, extra=model_extra)
+                    if record.is_best:  # its dev metrics go into the model card
+                        best = {**model_extra, "dev_metrics": record.metrics, "best_step": record.step}
+                        trainer.model.save(out / MODEL_DIR, extra=best)
             if checkpoint:
                 trainer.save(ckpt)
             if on_step is not None:
