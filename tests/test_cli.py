@@ -38,7 +38,7 @@ def test_encode_cli_with_input_file(tiny_model_dir, tmp_path):
     assert res.exit_code == 0, res.output
     assert np.load(out).shape == (4, 32)
     res = runner.invoke(app, ["encode", "--input", str(src), "--output", str(out), "-m", str(tiny_model_dir)])
-    assert res.exit_code == 2 and "exists" in res.output
+    assert res.exit_code == 1 and "exists" in res.output  # a failure while running: the file is there
 
 
 def test_encode_prints_preview(tiny_model_dir):
@@ -51,11 +51,11 @@ def test_encode_errors(tiny_model_dir, tmp_path):
     empty = tmp_path / "empty.txt"
     empty.write_text("")
     res = runner.invoke(app, ["encode", "--input", str(empty), "-m", str(tiny_model_dir)])
-    assert res.exit_code == 2 and "is empty" in res.output
+    assert res.exit_code == 1 and "is empty" in res.output
     res = runner.invoke(app, ["encode", "-m", str(tiny_model_dir)])
-    assert res.exit_code == 2 and "no texts" in res.output
+    assert res.exit_code == 2 and "no texts" in res.output  # a usage error
     res = runner.invoke(app, ["encode", "x", "-m", str(tmp_path / "missing")])
-    assert res.exit_code == 2 and "does not exist" in res.output
+    assert res.exit_code == 1 and "does not exist" in res.output
     res = runner.invoke(app, ["encode", "x", "-m", str(tiny_model_dir), "--pooling", "sum"])
     assert res.exit_code == 2 and "Valid pooling modes are" in res.output
     res = runner.invoke(app, ["encode", "x", "-m", str(tiny_model_dir), "-o", str(tmp_path / "e.txt")])
@@ -110,10 +110,10 @@ def test_predict_json_and_table(tiny_encoder, tmp_path):
 
 def test_predict_errors(tiny_encoder, tmp_path):
     res = runner.invoke(app, ["predict", "--model", str(tmp_path / "nothing"), "x"])
-    assert res.exit_code == 2 and "does not exist" in res.output
+    assert res.exit_code == 1 and "does not exist" in res.output
     model_dir = _saved_multitask_model(tiny_encoder, tmp_path / "m")
     res = runner.invoke(app, ["predict", "-m", str(model_dir), "x", "--task", "nope"])
-    assert res.exit_code == 2 and "Unknown task 'nope'" in res.output
+    assert res.exit_code == 1 and "Unknown task 'nope'" in res.output
 
 
 def test_cache_build_info_clear(tiny_model_dir, tmp_path):

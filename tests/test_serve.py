@@ -413,7 +413,7 @@ def test_cli_serve_refuses_a_missing_model_at_once(tmp_path):
     from mtst.cli import app
 
     res = CliRunner().invoke(app, ["serve", "--model", str(tmp_path / "missing")])
-    assert res.exit_code == 2 and "no such folder" in res.output
+    assert res.exit_code == 1 and "no such folder" in res.output  # 1: failed while running (2: usage)
 
 
 @pytest.mark.real_model

@@ -9,7 +9,16 @@ import typer
 from rich.table import Table
 
 import mtst.engines.cli as corpus_cli
-from mtst.common_cli import ModelOpt, PoolingOpt, checked, console, fail, load_encoder
+from mtst.common_cli import (
+    ModelOpt,
+    PoolingOpt,
+    check_encoder_options,
+    checked,
+    console,
+    fail,
+    load_encoder,
+    usage_error,
+)
 
 cache_app = typer.Typer(
     help="Embeddings of a frozen backbone kept on disk: build, inspect, clear.", no_args_is_help=True
@@ -37,9 +46,12 @@ def cache_build(
     input_format: corpus_cli.FormatOpt = "auto",
 ) -> None:
     """Encode the texts of a corpus into the cache (only those not cached yet)."""
-    from mtst.cache import EmbeddingCache
+    from mtst.cache import DTYPES, EmbeddingCache
     from mtst.preflight import check_cache
 
+    if dtype not in DTYPES:
+        usage_error(f"cache dtype must be one of {', '.join(DTYPES)}, got {dtype!r}.")
+    check_encoder_options(pooling, None, None)
     try:
         texts = corpus_cli.read_texts(input_file, text_column=text_column, input_format=input_format)
         cache = EmbeddingCache(check_cache(_cache_dir(cache_dir), dtype), dtype=dtype)

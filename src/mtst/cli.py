@@ -18,25 +18,50 @@ from mtst.common_cli import (
     Overrides,
     PoolingOpt,
     PrecisionOpt,
+    check_encoder_options,
     checked,
     collect_texts,
+    configure_output,
     console,
     err_console,
     fail,
     load_encoder,
+    usage_error,
 )
 from mtst.demo_cli import demo
 from mtst.export_cli import export_cmd
 from mtst.serve.cli import serve_cmd
-from mtst.tables_cli import print_embeddings, print_metrics, print_pairs, print_predictions
+from mtst.tables_cli import echo_json_lines, print_embeddings, print_metrics, print_pairs, print_predictions
+from mtst.version import __version__
 
 app = typer.Typer(
     name="mtst",
-    help="Multi-task sentence transformers: encode, compare and (soon) train sentences on one shared backbone.",
+    help="Multi-task sentence transformers: encode and compare sentences; train, evaluate, export and serve "
+    "task heads on one shared backbone. Exit codes: 0 success, 1 failure while running, 2 usage error.",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
 )
+JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON object per line instead of a table.")]
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"mtst {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    ctx: typer.Context,
+    version: Annotated[
+        bool | None,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print mtst's version and exit."),
+    ] = None,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More messages: -v info, -vv debug.")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Errors only, and no progress bars.")] = False,
+) -> None:
+    """Options for every command (give them before the command: mtst -q encode ...)."""
+    ctx.call_on_close(configure_output(verbose, quiet))
 
 
 @app.command()
@@ -65,21 +90,32 @@ def encode(
     cpus_per_worker: corpus_cli.CpusPerWorkerOpt = 1.0,
     gpus_per_worker: corpus_cli.GpusPerWorkerOpt = 0.0,
     precision: PrecisionOpt = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Preview as JSON: one {text, embedding} object per line (all values).")
+    ] = False,
 ) -> None:
-    """Turn texts into fixed-length embeddings; print a preview, save an [n, dim] .npy file, or write Parquet shards."""
+    """Turn texts into fixed-length embeddings: print a preview, save an \\[n, dim] .npy file, or write Parquet shards.
+
+    Previews and .npy files run in --precision (default auto); --output DIR writes resumable Parquet shards.
+    """
     from mtst.preflight import check_text_file
     from mtst.textfiles import check_npy_output, encode_file, save_embeddings
 
+    check_encoder_options(pooling, max_length, precision)
+    if as_json and output is not None:
+        usage_error("--json prints the embeddings; it does not go with --output.")
     if output is not None and output.suffix != ".npy":  # a folder: Parquet shards (mtst.engines)
         if precision:
-            fail("--precision applies to previews and .npy output; --output DIR encodes in fp32.")
+            usage_error("--precision applies to previews and .npy output; --output DIR encodes in fp32.")
+        if texts or input_file is None:
+            usage_error(f"--output must end in .npy with texts as arguments, got {output}; --output DIR needs --input.")
         try:
             console.print(corpus_cli.encode_to_folder(ctx.params))
         except (OSError, ValueError, ImportError) as e:
             fail(str(e))
         return
     if problem := corpus_cli.npy_problem(ctx.params):
-        fail(problem)
+        usage_error(problem)
     if output is not None:
         checked(check_npy_output, output, overwrite=overwrite)  # before the model loads
     if input_file is not None and output is not None and not texts:
@@ -98,6 +134,9 @@ def encode(
         checked(save_embeddings, output, emb, overwrite=overwrite)
         console.print(f"Wrote {emb.shape[0]} x {emb.shape[1]} float32 embeddings to {output}")
         return
+    if as_json:
+        echo_json_lines({"text": t, "embedding": e.tolist()} for t, e in zip(items, emb, strict=True))
+        return
     print_embeddings(items, emb)
 
 
@@ -110,14 +149,24 @@ def similarity(
     plot: Annotated[Path | None, typer.Option(help="Save a labelled heatmap (PNG) here.")] = None,
     top: Annotated[int | None, typer.Option(min=1, help="Show only the N most similar pairs.")] = None,
     precision: PrecisionOpt = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One {score, i, j, a, b} object per pair and line, most similar first.")
+    ] = False,
 ) -> None:
     """Print the cosine similarity of every pair of texts, most similar first."""
+    from mtst.similarity import ranked_pairs
+
+    check_encoder_options(pooling, None, precision)
     items = collect_texts(texts, input_file)
     if len(items) < 2:
-        fail("similarity needs at least two texts.")
+        usage_error("similarity needs at least two texts.")
     encoder = load_encoder(model, pooling, precision=precision)
     sim = checked(encoder.similarity, items)
-    print_pairs(items, sim, top)
+    if as_json:
+        pairs = ranked_pairs(sim)
+        echo_json_lines({"score": s, "i": i, "j": j, "a": items[i], "b": items[j]} for i, j, s in pairs[:top])
+    else:
+        print_pairs(items, sim, top)
     if plot is not None:
         from mtst.plotting import plot_similarity_heatmap
 
@@ -127,20 +176,21 @@ def similarity(
 @app.command()
 def predict(
     texts: Annotated[list[str] | None, typer.Argument(help="Texts to run every task on.")] = None,
-    model: Annotated[Path, typer.Option("--model", "-m", help="An mtst model folder (written by save/train).")] = ...,
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="An mtst model folder (written by save/train), or a hub id.")
+    ] = ...,
     input_file: Annotated[Path | None, typer.Option("--input", "-i", help="A file with one text per line.")] = None,
     task: Annotated[list[str] | None, typer.Option("--task", "-t", help="Only these tasks (repeatable).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line instead of a table.")] = False,
+    as_json: JsonOpt = False,
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
     min_entity_score: Annotated[float, typer.Option(help="Hide entities scored below this.")] = 0.0,
     precision: PrecisionOpt = None,
 ) -> None:
     """Predict every task of a multi-task model for each text, from one backbone pass."""
-    import json
-
     from mtst.model import MultiTaskModel
     from mtst.preflight import check_predict
 
+    check_encoder_options(None, None, precision)
     items = collect_texts(texts, input_file)
     try:
         check_predict(model, task)
@@ -150,8 +200,7 @@ def predict(
     except (OSError, ValueError) as e:
         fail(str(e))
     if as_json:
-        for text, pred in zip(items, preds, strict=True):
-            typer.echo(json.dumps({"text": text, **pred}, ensure_ascii=False))
+        echo_json_lines({"text": text, **pred} for text, pred in zip(items, preds, strict=True))
         return
     print_predictions(items, preds)
 
@@ -166,11 +215,13 @@ def train(
 ) -> None:
     """Train the tasks of a config on one shared backbone (same as mtst.training.train)."""
     from mtst.config import load_config
+    from mtst.progress import progress_bars_disabled
     from mtst.training import train as run_training
 
     try:
         cfg = load_config(config, overrides or [])
-        result = run_training(cfg, output, overwrite=overwrite, resume=resume, config_file=config)
+        bar = not progress_bars_disabled()
+        result = run_training(cfg, output, overwrite=overwrite, resume=resume, config_file=config, progress=bar)
     except (OSError, ValueError, FloatingPointError) as e:
         fail(str(e))
     except KeyboardInterrupt as e:  # Ctrl-C: say where the last checkpoint is and how to resume
@@ -183,8 +234,11 @@ def train(
 
 @app.command()
 def evaluate(
-    model: Annotated[Path, typer.Option("--model", "-m", help="An mtst model folder.")],
-    config: Annotated[Path | None, typer.Argument(help="A task file naming dev/test data (optional).")] = None,
+    model: Annotated[str, typer.Option("--model", "-m", help="An mtst model folder, or a hub id.")],
+    config: Annotated[
+        Path | None,
+        typer.Argument(help="A task file naming dev/test data (default: the data paths saved with the model)."),
+    ] = None,
     split: Annotated[str, typer.Option(help="dev or test.")] = "dev",
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
     overrides: Overrides = None,
@@ -195,11 +249,15 @@ def evaluate(
     from mtst.config import load_config
     from mtst.evaluation import evaluate_model
     from mtst.model import MultiTaskModel
-    from mtst.preflight import check_evaluation
+    from mtst.preflight import SPLITS, check_evaluation
 
+    if split not in SPLITS:
+        usage_error(f"split must be 'dev' or 'test', got {split!r}.")
     try:
         cfg = load_config(config, overrides or []) if config is not None else None
         check_evaluation(model, cfg, split)  # before the model loads
+        for note in _saved_data_notes(model, split) if cfg is None else []:
+            err_console.print(f"[yellow]note:[/] {note}", highlight=False)
         metrics = evaluate_model(MultiTaskModel.load(model), cfg, split=split)
     except (OSError, ValueError) as e:
         fail(str(e))
@@ -209,6 +267,18 @@ def evaluate(
         print_metrics(metrics, title=f"{split} metrics")
 
 
+def _saved_data_notes(model: str, split: str) -> list[str]:
+    """What of ``split``'s data a model folder saved by file name only (nothing for a hub id or a bad folder)."""
+    from mtst.datapaths import names_only_notes
+    from mtst.model import NAMES_ONLY, read_model_config
+
+    try:
+        conf = read_model_config(model)
+    except (OSError, ValueError):
+        return []  # loading says what is wrong
+    return names_only_notes(conf.get("tasks", []), conf.get(NAMES_ONLY), split)
+
+
 app.add_typer(cache_app, name="cache")
 app.command()(demo)
 app.command("serve")(serve_cmd)
@@ -216,7 +286,7 @@ app.command("export")(export_cmd)
 
 
 def main() -> None:  # pragma: no cover
-    app()
+    app(prog_name="mtst")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from mtst.common_cli import ModelOpt, PrecisionOpt, checked, console, err_console, load_encoder
+from mtst.common_cli import ModelOpt, PrecisionOpt, check_encoder_options, console, err_console, load_encoder
 from mtst.tables_cli import print_embeddings, print_metrics, print_pairs, print_predictions
 
 DEMO_SENTENCES = [
@@ -33,13 +33,12 @@ def demo(
     """Encode a few built-in sentences and show their embeddings and similarities."""
     import time
 
-    from mtst.precision import check_precision
-
+    precision = check_encoder_options(None, None, precision)
     start = time.perf_counter()
     multitask = load_demo_heads() if model == "default" else None
     encoder = multitask.encoder if multitask is not None else load_encoder(model, precision=precision)
     if multitask is not None:
-        multitask.precision = encoder.precision = precision and checked(check_precision, precision)
+        multitask.precision = encoder.precision = precision
     console.print(
         f"[bold]mtst demo[/] — backbone: {model} ({encoder.describe()}), pooling={encoder.pooling}, "
         f"normalize={encoder.normalize}, max_length={encoder.max_length}"

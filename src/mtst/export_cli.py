@@ -30,8 +30,16 @@ def export_cmd(
     batch_size: Annotated[int, typer.Option(min=1, help="Texts per batch in the self-check.")] = 32,
 ) -> None:
     """Export a whole model (backbone, pooling, every head) to one ONNX graph, fp32 or int8, and check it."""
-    from mtst.export import export_model
+    from mtst.export import QUANTIZE, export_model
 
+    if quantize not in QUANTIZE or (keep_heads_fp32 and quantize != "int8"):  # the command line: exit 2
+        err_console.print(
+            f"[bold red]error:[/] --quantize must be one of {', '.join(QUANTIZE)}, got {quantize!r}"
+            if quantize not in QUANTIZE
+            else "[bold red]error:[/] --keep-heads-fp32 goes with --quantize int8 only.",
+            highlight=False,
+        )
+        raise typer.Exit(code=2)
     try:
         report = export_model(
             model,
@@ -45,7 +53,7 @@ def export_cmd(
         )
     except (OSError, ValueError, ImportError) as e:
         err_console.print(f"[bold red]error:[/] {e}", highlight=False)
-        raise typer.Exit(code=2) from None
+        raise typer.Exit(code=1) from None  # it failed while running (2 is for a wrong command line)
     check = report.check
     table = Table(title=f"Self-check on {check.texts} sentences ({report.quantize} graph vs torch fp32)")
     table.add_column("figure")

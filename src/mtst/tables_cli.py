@@ -1,7 +1,13 @@
-"""How the ``mtst`` subcommands print results: Rich tables of embeddings, similar pairs, predictions and metrics."""
+"""How the ``mtst`` subcommands print results: Rich tables of embeddings, similar pairs, predictions and metrics,
+or JSON lines (``--json``)."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
+from typing import Any
+
+import typer
 from rich.table import Table
 
 from mtst.common_cli import console
@@ -63,3 +69,9 @@ def print_metrics(metrics: dict, title: str) -> None:
         for metric, value in values.items():
             table.add_row(task_name, metric, f"{value:.4f}")
     console.print(table)
+
+
+def echo_json_lines(rows: Iterable[dict[str, Any]]) -> None:
+    """One JSON object per line on stdout, no markup (for jq and scripts)."""
+    for row in rows:
+        typer.echo(json.dumps(row, ensure_ascii=False))

@@ -15,7 +15,7 @@ INPUT_HELP = "A text file (one text a line); with --output DIR also Parquet, JSO
 OUTPUT_HELP = "A .npy file, or a folder for Parquet shards and a manifest (resumable)."
 CORPUS_HELP = "Text (one a line), Parquet, JSONL, CSV or TSV: a file, a folder or a quoted glob."
 EngineOpt = Annotated[
-    str, typer.Option(help="With --output DIR: local (this process) or ray (a Ray Data actor pool, mtst[ray]).")
+    str, typer.Option(help="With --output DIR: local (this process) or ray (a Ray Data actor pool, mtst\\[ray]).")
 ]
 WorkersOpt = Annotated[
     int | None, typer.Option(min=1, help="--engine ray: actors, one encoder each (default: one per Ray CPU).")

@@ -12,9 +12,10 @@ import typer
 SERVE_EXTRA_HINT = "mtst serve needs the serve extra: pip install 'mtst[serve]' (fastapi, uvicorn, prometheus-client)."
 
 
-def _fail(message: str) -> None:
+def _fail(message: str, code: int = 1) -> None:
+    """``error: message`` on stderr; exit 1 (failed while running) or 2 (the command line is wrong)."""
     typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code=2)
+    raise typer.Exit(code=code)
 
 
 def _check_model_name(model: str) -> None:
@@ -87,7 +88,7 @@ def serve_cmd(
             api_key=api_key,
         )
     except ValueError as e:
-        _fail(str(e))
+        _fail(str(e), code=2)
 
     failure: list[BaseException] = []
     server: uvicorn.Server | None = None
