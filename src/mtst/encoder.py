@@ -98,12 +98,12 @@ class SentenceEncoder(EncodingMixin, nn.Module):
         if pooling is not None:
             check_pooling(pooling)
         check_max_length(max_length)  # before anything loads
-        device = check_device(device) if device is not None else default_device()
         folder = resolve_model_folder(name_or_path)
-        if is_export(folder):
+        if is_export(folder):  # CPU only: it says so for another device
             return OnnxSentenceEncoder.load(
                 folder, pooling=pooling, normalize=normalize, max_length=max_length, device=device
             )
+        device = check_device(device) if device is not None else default_device()  # before the weights load
         st = read_sentence_transformers_config(folder)
         backbone_dir = folder / st.get("backbone_subdir", "")
         if not (backbone_dir / "config.json").exists():

@@ -25,6 +25,7 @@ import torch
 from safetensors.numpy import save_file
 from torch import nn
 
+from mtst.datapaths import portable_task_paths
 from mtst.diskio import atomic_folder, write_json
 from mtst.encoder import SentenceEncoder
 from mtst.export_check import CheckFigures, check_export, sample_texts
@@ -141,6 +142,9 @@ def export_model(
             arrays = {f"{n}.{k}": np.asarray(getattr(p, k), np.float32) for n, p in crf.items() for k in parts}
             save_file(arrays, str(tmp / CRF_FILE), metadata={"format": FORMAT})
         config = export_config(source, graph, quantize=quantize, keep_heads_fp32=keep_heads_fp32, exporter=exporter)
+        config["tasks"], names_only = portable_task_paths(config["tasks"], output)  # no machine paths saved
+        if names_only:
+            config["names_only"] = names_only
         config.update(graph_sha256=file_sha256(tmp / GRAPH_FILE), crf=sorted(crf))
         write_json(tmp / "mtst_export.json", config)
         loaded = OnnxMultiTaskModel.load(tmp) if multitask else OnnxSentenceEncoder.load(tmp)
@@ -210,9 +214,16 @@ def export_config(
             "model_type": encoder.backbone.config.model_type,
         },
         "tasks": [t.to_dict() for t in source.tasks.values()] if multitask else [],
-        "source": {"model": str(getattr(encoder, "source", "?")), "fingerprint": encoder.fingerprint()},
+        "source": {"model": _source_name(encoder), "fingerprint": encoder.fingerprint()},
         "extra": source.extra if multitask else {},
     }
+
+
+def _source_name(encoder: SentenceEncoder) -> str:
+    """What the export came from, without a machine path: a hub id or "default", else the folder's name."""
+    source = str(getattr(encoder, "source", None) or "?")
+    local = source != "default" and Path(source).expanduser().exists()
+    return getattr(encoder, "base_model", None) or (Path(source).expanduser().resolve().name if local else source)
 
 
 # ---------------------------------------------------------------------- the graph

@@ -18,6 +18,7 @@ import torch
 from safetensors.numpy import load_file
 
 from mtst.config import TaskConfig
+from mtst.datapaths import resolve_task_paths
 from mtst.prediction import PredictionMixin
 from mtst.runtime.encoder import OnnxSentenceEncoder
 from mtst.runtime.session import CRF_FILE, EMBEDDING_OUTPUT, read_export_config
@@ -67,7 +68,7 @@ class OnnxMultiTaskModel(PredictionMixin):
                 "SentenceEncoder.from_pretrained, or export an mtst model folder to get predictions."
             )
         encoder = OnnxSentenceEncoder.load(path, device=device, threads=threads)
-        tasks = [build_task(TaskConfig(**t)) for t in conf["tasks"]]
+        tasks = [build_task(TaskConfig(**t)) for t in resolve_task_paths(conf["tasks"], path, conf.get("names_only"))]
         missing = [t.name for t in tasks if t.has_head and t.name not in encoder.session.output_names]
         if missing:
             raise ValueError(f"{path}: the graph has no output for task(s) {', '.join(missing)}; export again.")
