@@ -197,6 +197,7 @@ def main() -> None:
     parser.add_argument("--model", default="default")
     parser.add_argument("--datasets", type=Path, default=ROOT.parent / "shared" / "datasets")
     parser.add_argument("--workdir", type=Path, default=ROOT / "runs" / "scale_encode")
+    parser.add_argument("--order", default="local,ray", help="Which engine runs first (the load drifts).")
     parser.add_argument("--keep-output", action="store_true", help="Keep the shards.")
     parser.add_argument("--json-out", type=Path)
     parser.add_argument("--child", choices=("local", "ray"), help=argparse.SUPPRESS)
@@ -218,12 +219,15 @@ def main() -> None:
     corpus = args.workdir / f"corpus_{args.n}.parquet"
     distinct = build_corpus(args.datasets, corpus, args.n)
     print(f"{args.n:,} sentences ({distinct:,} distinct), {args.n // args.shard_rows} shards of {args.shard_rows:,}")
-    settings = ("workers", "local_threads", "shard_rows", "batch_size", "dtype", "model")
+    settings = ("workers", "local_threads", "shard_rows", "batch_size", "dtype", "model", "order")
     result: dict = {"n": args.n, "distinct": distinct, "cpu": cpu, **{k: getattr(args, k) for k in settings}}
     result["commit"] = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
     ).stdout.strip()
-    outputs = {engine: args.workdir / f"out_{engine}" for engine in ("local", "ray")}
+    order = args.order.split(",")
+    if sorted(order) != ["local", "ray"]:
+        parser.error(f"--order must list local and ray once each, got {args.order!r}")
+    outputs = {engine: args.workdir / f"out_{engine}" for engine in order}
     for engine, folder in outputs.items():
         result[engine] = run_child(engine, args, corpus, folder)
 
