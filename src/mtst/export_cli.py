@@ -34,7 +34,7 @@ def export_cmd(
 
     if quantize not in QUANTIZE or (keep_heads_fp32 and quantize != "int8"):  # the command line: exit 2
         err_console.print(
-            f"[bold red]error:[/] --quantize must be one of {', '.join(QUANTIZE)}, got {quantize!r}"
+            f"[bold red]error:[/] --quantize must be one of {', '.join(QUANTIZE)}, got {quantize!r}."
             if quantize not in QUANTIZE
             else "[bold red]error:[/] --keep-heads-fp32 goes with --quantize int8 only.",
             highlight=False,
