@@ -12,7 +12,8 @@ included) and, in steady state, from the first finished shard to the last (shard
 is sampled every 0.5 s over the child process and all its descendants (Ray's raylet, GCS and workers):
 the sum of RSS (shared pages counted in every process) and of PSS (shared pages split among them). The
 two outputs are compared row by row. Then the arithmetic for a cluster: throughput per worker times N,
-and storage per 10^9 rows for each dtype (bytes of real Parquet shards of these vectors).
+and storage per 10^9 rows for each dtype (these vectors rewritten as shards of each dtype, as the engines
+write them). ``--storage-only`` runs the local engine alone and reports the storage.
 
     HF_HUB_OFFLINE=1 .venv/bin/python bench/scale_encode.py --n 50000 [--workers 2] [--json-out F]
 """
@@ -146,24 +147,26 @@ def run_child(engine: str, args: argparse.Namespace, corpus: Path, output: Path)
     return result
 
 
-def storage_per_row(folder: Path, sample_rows: int = 10_000) -> dict[str, float]:
-    """Bytes per row of real Parquet shards (id + embedding [+ scale]) for each dtype, from these vectors."""
+def storage_per_row(folder: Path, shard_rows: int) -> dict[str, float]:
+    """Bytes per row of shards as the engines write them (id + embedding [+ scale]), per dtype, from these vectors."""
     import tempfile
 
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     from mtst.engines import read_embeddings
-    from mtst.engines.shards import DTYPES, embedding_table
+    from mtst.engines.shards import DTYPES, embedding_table, write_shard
 
     ids, vectors = read_embeddings(folder)
-    n = min(sample_rows, len(ids))
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for dtype in DTYPES:
-            path = Path(tmp) / f"{dtype}.parquet"
-            pq.write_table(embedding_table(pa.array(ids[:n]), vectors[:n], dtype), path)
-            out[dtype] = path.stat().st_size / n
+        for k, dtype in enumerate(DTYPES):
+            size = 0
+            for start in range(0, len(ids), shard_rows):
+                table = embedding_table(
+                    pa.array(ids[start : start + shard_rows]), vectors[start : start + shard_rows], dtype
+                )
+                size += write_shard(Path(tmp), k * 100_000 + start // shard_rows, table).stat().st_size
+            out[dtype] = size / len(ids)
     return out
 
 
@@ -199,6 +202,7 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=ROOT / "runs" / "scale_encode")
     parser.add_argument("--order", default="local,ray", help="Which engine runs first (the load drifts).")
     parser.add_argument("--keep-output", action="store_true", help="Keep the shards.")
+    parser.add_argument("--storage-only", action="store_true", help="Run the local engine only; bytes per row.")
     parser.add_argument("--json-out", type=Path)
     parser.add_argument("--child", choices=("local", "ray"), help=argparse.SUPPRESS)
     parser.add_argument("--input", type=Path, help=argparse.SUPPRESS)
@@ -228,6 +232,17 @@ def main() -> None:
     if sorted(order) != ["local", "ray"]:
         parser.error(f"--order must list local and ray once each, got {args.order!r}")
     outputs = {engine: args.workdir / f"out_{engine}" for engine in order}
+    if args.storage_only:
+        result["local"] = run_child("local", args, corpus, outputs["local"])
+        result["bytes_per_row"] = storage_per_row(outputs["local"], args.shard_rows)
+        for dtype, per_row in result["bytes_per_row"].items():
+            print(f"  {dtype:8s}: {per_row:7.1f} bytes/row on disk -> {per_row * 1e9 / 1e12:6.2f} TB per 10^9 rows")
+        if args.json_out:
+            args.json_out.parent.mkdir(parents=True, exist_ok=True)
+            args.json_out.write_text(json.dumps(result, indent=2))
+        if not args.keep_output:
+            shutil.rmtree(outputs["local"], ignore_errors=True)
+        return
     for engine, folder in outputs.items():
         result[engine] = run_child(engine, args, corpus, folder)
 
@@ -236,7 +251,7 @@ def main() -> None:
     result["max_abs_diff"] = float(np.abs(a - b).max())
     del a, b
     result["ray_vs_local_steady"] = result["ray"]["steady_sentences_per_s"] / result["local"]["steady_sentences_per_s"]
-    result["bytes_per_row"] = storage_per_row(outputs["local"])
+    result["bytes_per_row"] = storage_per_row(outputs["local"], args.shard_rows)
     print(
         f"same ids: {result['same_ids']}, max |local - ray| {result['max_abs_diff']:.2e}; "
         f"ray / local (steady): {result['ray_vs_local_steady']:.3f}"
