@@ -50,6 +50,7 @@ if [[ -z "$base" && "$ENGINE" == podman ]]; then
     say "no registry image: a Debian bookworm base from debootstrap (python3.11 as python and pip)"
     command -v debootstrap >/dev/null || { echo "error: apt-get install debootstrap" >&2; exit 1; }
     rootfs=$(mktemp -d)
+    chmod 755 "$rootfs"  # it becomes the image's /: mktemp's 0700 would lock user 1000 out of everything
     debootstrap --variant=minbase --include=python3,python3-pip,ca-certificates bookworm "$rootfs" \
       http://deb.debian.org/debian >/dev/null
     rm -f "$rootfs"/usr/lib/python3*/EXTERNALLY-MANAGED  # pip installs into the image's own Python, as in python:slim
