@@ -110,6 +110,24 @@ def assert_same_folders(a, b):
             assert fa.read_bytes() == fb.read_bytes(), name
 
 
+def test_a_run_killed_after_its_last_checkpoint_resumes_to_finish(tiny_model_dir, toy, tmp_path):
+    """A kill between the last checkpoint and the end (the plot, the last model) is resumable; a finished run is not."""
+    cfg = make_config(tiny_model_dir, toy, tasks=("topic",), max_steps=4, save_every=2, eval_every=2)
+    out = tmp_path / "run"
+
+    def kill_at_end(record):
+        if record.step == 4:  # on_step runs after the step's checkpoint is written
+            raise Killed
+
+    with pytest.raises(Killed):
+        train(cfg, out, progress=False, on_step=kill_at_end)
+    assert not (out / "curves.png").exists()
+    result = train(cfg, out, resume=True, progress=False)
+    assert result["steps"] == 4 and (out / "curves.png").is_file() and (out / "model" / "heads.safetensors").is_file()
+    with pytest.raises(ValueError, match="at step 4 already. Raise max_steps"):
+        train(cfg, out, resume=True, progress=False)
+
+
 @pytest.mark.parametrize(
     "extra", [{}, {"loss_weighting": "uncertainty", "grad_accum": 2}], ids=["plain", "uncertainty_grad_accum"]
 )

@@ -16,7 +16,7 @@ from mtst.model import read_saved_head
 from mtst.stfolder import default_model_path, read_sentence_transformers_config
 from mtst.tasks import read_splits
 from mtst.training.heads import uses_cache
-from mtst.training.runfolder import check_overwrite, resume_changes, run_inputs, saved_config
+from mtst.training.runfolder import CURVES_FILE, check_overwrite, resume_changes, run_inputs, saved_config
 
 STATE_FILE = "trainer_state.json"
 
@@ -81,7 +81,9 @@ def check_training_run(
         step = int(read_json(state_file).get("step", 0))
         saved = saved_config(out)
         changes = resume_changes(saved, config, out) if saved is not None else {}
-        if config.train.max_steps is not None and config.train.max_steps <= step:
+        max_steps = config.train.max_steps
+        unfinished = max_steps == step and not (out / CURVES_FILE).exists()  # killed after its last checkpoint
+        if max_steps is not None and max_steps <= step and not unfinished:
             raise ValueError(
                 f"Cannot resume: train.max_steps is {config.train.max_steps}, and the checkpoint in {out} is at step "
                 f"{step} already. Raise max_steps to train on."

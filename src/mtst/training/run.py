@@ -22,14 +22,14 @@ from mtst.plotting import plot_training_curves
 from mtst.training.heads import HeadTrainer, uses_cache
 from mtst.training.loop import StepRecord, Trainer
 from mtst.training.preflight import check_training_run
-from mtst.training.runfolder import LossInterval, TrainingInterrupted, clear_run_folder, write_marker
+from mtst.training.runfolder import CURVES_FILE, LossInterval, TrainingInterrupted, clear_run_folder, write_marker
 
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_DIR = "checkpoint"
 MODEL_DIR = "model"
 METRICS_FILE = "metrics.jsonl"
-RUN_FILES = (CHECKPOINT_DIR, MODEL_DIR, METRICS_FILE, "config.yaml", "curves.png")  # what --overwrite may delete
+RUN_FILES = (CHECKPOINT_DIR, MODEL_DIR, METRICS_FILE, "config.yaml", CURVES_FILE)  # what --overwrite may delete
 
 
 def build_trainer(config: MTSTConfig, *, device: str | None = None) -> Trainer | HeadTrainer:
@@ -148,7 +148,7 @@ def train(
     if trainer.is_main_process:
         if not trainer.dev_data:
             trainer.model.save(out / MODEL_DIR, extra=model_extra)
-        plot_training_curves(metrics_file, out / "curves.png")
+        plot_training_curves(metrics_file, out / CURVES_FILE)
     trainer.wait_for_everyone()
     return {
         "steps": trainer.state.step,

@@ -16,6 +16,8 @@ from mtst.config import MTSTConfig
 from mtst.diskio import read_json, stale_temp_owner, write_json
 from mtst.version import __version__
 
+CURVES_FILE = "curves.png"  # written last: a run folder that holds it is finished
+
 logger = logging.getLogger(__name__)
 
 RUN_MARKER = "mtst_run.json"  # "mtst train wrote this folder": --overwrite refuses a folder without it
