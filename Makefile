@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint install bench clean
+.PHONY: demo test lint install bench clean default-model
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q --durations=15
+
+# Rebuild the shipped default model (train configs/multitask.yaml, export int8, measure, write the assets):
+# ~30 min on 2 cores with AVX-512 BF16; see docs/guide.md#the-shipped-default-model
+default-model: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python experiments/ship_default_model.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench experiments

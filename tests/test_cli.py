@@ -79,10 +79,21 @@ def test_similarity_needs_two(tiny_model_dir):
 def test_demo_on_tiny_model(tiny_model_dir):
     res = runner.invoke(app, ["demo", "--model", str(tiny_model_dir)])
     assert res.exit_code == 0, res.output
-    assert "shape (8, 32)" in res.output and "most similar first" in res.output
+    assert "shape (9, 32)" in res.output and "most similar first" in res.output
+    assert "Predictions" not in res.output  # an encoder has no tasks
 
 
-def _saved_multitask_model(tiny_encoder, folder):
+def test_demo_on_a_multitask_model_shows_tasks_predictions_and_dev_figures(tiny_encoder, tmp_path):
+    folder = _saved_multitask_model(
+        tiny_encoder, tmp_path / "mt", extra={"dev_metrics": {"topic": {"accuracy": 0.8125}}}
+    )
+    res = runner.invoke(app, ["demo", "--model", str(folder)], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    assert "what each was trained on" in res.output and "LOC, HUM" in res.output  # its labels
+    assert "Predictions" in res.output and "Held-out figures" in res.output and "81.2" in res.output
+
+
+def _saved_multitask_model(tiny_encoder, folder, extra=None):
     from mtst.config import TaskConfig
     from mtst.model import MultiTaskModel
     from mtst.tasks import build_task
@@ -92,7 +103,7 @@ def _saved_multitask_model(tiny_encoder, folder):
         build_task(TaskConfig(name="sentiment", type="regression")),
         build_task(TaskConfig(name="entities", type="token_classification"), ["O", "B-LOC", "I-LOC"]),
     ]
-    return MultiTaskModel(tiny_encoder, tasks).save(folder)
+    return MultiTaskModel(tiny_encoder, tasks).save(folder, extra=extra)
 
 
 def test_predict_json_and_table(tiny_encoder, tmp_path):

@@ -22,7 +22,7 @@ from mtst.config import TaskConfig
 from mtst.data.examples import SentenceExample, TokenExample
 from mtst.encoder import SentenceEncoder
 from mtst.evaluation import evaluate
-from mtst.export import export_model, head_nodes, quantize_graph
+from mtst.export import export_model, head_nodes, matching_nodes, node_module, quantize_graph
 from mtst.model import MultiTaskModel
 from mtst.runtime.encoder import OnnxSentenceEncoder
 from mtst.runtime.model import OnnxMultiTaskModel
@@ -204,6 +204,66 @@ def test_keep_heads_fp32_leaves_only_the_backbone_quantized(fp32_export, tmp_pat
         assert "MatMulInteger" in {n.op_type for n in onnx.load(str(path)).graph.node}
 
 
+def test_keep_fp32_patterns_pick_modules_by_their_torch_names(fp32_export, tiny_model_dir, tmp_path):
+    src = fp32_export.folder / "model.onnx"
+    nodes = {n.name: n for n in onnx.load(str(src)).graph.node}
+    picked = matching_nodes(src, ["*.layer.1.output.dense"])  # the last layer's feed-forward output only
+    assert len(picked) == 1 and node_module(nodes[picked[0]]) == "encoder.backbone.encoder.layer.1.output.dense"
+    both = matching_nodes(src, ["*.layer.*.output.dense"])  # attention outputs match too: "*" spans dots
+    assert set(picked) < set(both) and len(both) == 4
+    with pytest.raises(ValueError, match=r"'\*.layer.9.\*' matches no weight product .* as in: encoder"):
+        matching_nodes(src, ["*.layer.9.*"])
+    quantize_graph(src, tmp_path / "kept.onnx", exclude=picked)
+    ops = {n.name: n.op_type for n in onnx.load(str(tmp_path / "kept.onnx")).graph.node}
+    assert ops[picked[0]] == "MatMul" and "MatMulInteger" in ops.values()  # kept in fp32, the rest int8
+    with dynamo_fails():  # the TorchScript exporter's node names carry the module path instead
+        report = export_model(
+            tiny_model_dir, tmp_path / "ts", quantize="int8", keep_fp32=["*.layer.0.attention.self.query"]
+        )
+    conf = json.loads((tmp_path / "ts" / "mtst_export.json").read_text())
+    assert report.exporter == "torchscript" and conf["keep_fp32"] == ["*.layer.0.attention.self.query"]
+    kept = [
+        n for n in onnx.load(str(tmp_path / "ts" / "model.onnx")).graph.node if "layer.0/attention/self/query" in n.name
+    ]
+    assert [n.op_type for n in kept if n.op_type.startswith("MatMul")] == ["MatMul"]
+
+
+def test_check_data_judges_each_head_on_its_own_dev_examples(model_dir, tiny_model_dir, tmp_path):
+    import yaml
+    from toydata import write_toy_data
+
+    from mtst.export_check import task_check_texts
+
+    data = write_toy_data(tmp_path / "data")
+    tasks = [
+        {"name": "topic", "type": "classification", "train": str(data / "cls.tsv"), "dev_fraction": 0.25},
+        {"name": "entities", "type": "token_classification", "train": str(data / "ner.conll"),
+         "dev": str(data / "ner.conll")},
+        {"name": "other", "type": "classification", "train": str(data / "cls.tsv"), "dev_fraction": 0.5},
+    ]  # fmt: skip
+    cfg = tmp_path / "check.yaml"
+    cfg.write_text(yaml.safe_dump({"model": {"backbone": str(tiny_model_dir)}, "tasks": tasks}))
+    texts = task_check_texts(cfg, ["topic", "sentiment", "entities"], n=50)
+    assert sorted(texts) == ["entities", "topic"]  # "other" is no task of the model; sentiment has no data here
+    rows = {line.split("\t")[0] for line in (data / "cls.tsv").read_text().splitlines()[1:]}
+    assert len(texts["topic"]) == 24 and set(texts["topic"]) <= rows  # the 25% held out of 96 rows
+    vocab = {"the", "cat", "sat", "on", "paris", "london", "mat"}
+    assert len(texts["entities"]) == 50 and all(set(t.split()) <= vocab for t in texts["entities"])
+    with dynamo_fails():
+        report = export_model(model_dir, tmp_path / "int8", quantize="int8", check_data=cfg, force=True)
+    conf = json.loads((tmp_path / "int8" / "mtst_export.json").read_text())["check"]
+    assert conf["agreement_on"] == {"topic": "24 dev examples", "entities": "80 dev examples"}
+    assert list(conf["agreement"]) == ["topic", "sentiment", "entities"]  # sentiment: on the sample sentences
+    assert any(line.startswith("agreement topic (24 dev examples): ") for line in report.check.lines())
+    other = tmp_path / "other.yaml"
+    other.write_text(yaml.safe_dump({"model": {"backbone": str(tiny_model_dir)}, "tasks": tasks[2:]}))
+    with pytest.raises(ValueError, match=r"none of its tasks \(other\) is a task of this model"):
+        export_model(model_dir, tmp_path / "x", quantize="int8", check_data=other)
+    with pytest.raises(ValueError, match="judges task heads: this model is an encoder"):
+        export_model(tiny_model_dir, tmp_path / "x", check_data=cfg)
+    assert not (tmp_path / "x").exists()
+
+
 def test_encoder_export_loads_as_encoder_and_says_it_fell_back(tiny_model_dir, tiny_encoder, tmp_path, caplog):
     with dynamo_fails(), caplog.at_level(logging.WARNING, logger="mtst.export"):
         report = export_model(tiny_model_dir, tmp_path / "enc")
@@ -244,6 +304,8 @@ def test_bad_options_are_refused_before_any_work(tiny_model_dir, tmp_path):
         export_model(tiny_model_dir, tmp_path / "x", quantize="int4")
     with pytest.raises(ValueError, match="keep_heads_fp32 applies to quantize='int8'"):
         export_model(tiny_model_dir, tmp_path / "x", keep_heads_fp32=True)
+    with pytest.raises(ValueError, match="keep_fp32 applies to quantize='int8'"):
+        export_model(tiny_model_dir, tmp_path / "x", keep_fp32=["*"])
     (tmp_path / "few.txt").write_text("one\ntwo\n")
     with pytest.raises(ValueError, match="needs at least 10 texts, found 2"):
         export_model(tiny_model_dir, tmp_path / "x", calibration=tmp_path / "few.txt")

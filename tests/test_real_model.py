@@ -122,9 +122,9 @@ def test_readme_demo_command_runs():
     res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "pip" not in res.stdout.split("mtst demo", 1)[0]  # make ran no install step before the demo
-    assert "shape (8, 384)" in res.stdout
+    assert "shape (9, 384)" in res.stdout
     assert "most similar first" in res.stdout
-    assert "Predictions" in res.stdout and "Dev metrics of these heads" in res.stdout
+    assert "Predictions" in res.stdout and "Held-out figures of this model" in res.stdout
 
 
 def test_heads_only_save_for_named_backbone(default_encoder, tmp_path):

@@ -177,8 +177,11 @@ def similarity(
 def predict(
     texts: Annotated[list[str] | None, typer.Argument(help="Texts to run every task on.")] = None,
     model: Annotated[
-        str, typer.Option("--model", "-m", help="An mtst model folder (written by save/train), or a hub id.")
-    ] = ...,
+        str,
+        typer.Option(
+            "--model", "-m", help="An mtst model folder (written by save/train or export), a hub id, or 'default'."
+        ),
+    ] = "default",
     input_file: Annotated[Path | None, typer.Option("--input", "-i", help="A file with one text per line.")] = None,
     task: Annotated[list[str] | None, typer.Option("--task", "-t", help="Only these tasks (repeatable).")] = None,
     as_json: JsonOpt = False,

@@ -10,7 +10,9 @@ Before it reports success the export runs itself against the torch model (``mtst
 
 from __future__ import annotations
 
+import ast
 import contextlib
+import fnmatch
 import inspect
 import logging
 import time
@@ -28,7 +30,7 @@ from torch import nn
 from mtst.datapaths import portable_task_paths
 from mtst.diskio import atomic_folder, write_json
 from mtst.encoder import SentenceEncoder
-from mtst.export_check import CheckFigures, check_export, sample_texts
+from mtst.export_check import CheckFigures, check_export, sample_texts, task_check_texts
 from mtst.model import MODEL_CONFIG_FILE, MultiTaskModel
 from mtst.pooling import pool
 from mtst.precision import cpu_capability
@@ -104,7 +106,9 @@ def export_model(
     *,
     quantize: str = "none",
     keep_heads_fp32: bool = False,
+    keep_fp32: Sequence[str] = (),
     calibration: str | Path | None = None,
+    check_data: str | Path | None = None,
     force: bool = False,
     overwrite: bool = False,
     batch_size: int = 32,
@@ -114,16 +118,24 @@ def export_model(
     Writes ``output`` atomically; refuses a non-empty folder unless ``overwrite``. The self-check runs on the
     sample sentences shipped with mtst, or on ``calibration`` (one text a line); below its thresholds the
     export fails with a ``ValueError`` and writes nothing, unless ``force``, which keeps the files.
+    ``keep_fp32``: module-name patterns (``fnmatch``, e.g. ``"*.layer.5.output.dense"``) whose weight products
+    int8 leaves in fp32, as ``keep_heads_fp32`` does for every head. ``check_data``: a task file (the training
+    config) whose dev examples judge each head it names (``export_check.task_check_texts``).
     """
     if quantize not in QUANTIZE:
         raise ValueError(f"quantize must be one of {', '.join(QUANTIZE)}; got {quantize!r}.")
-    if keep_heads_fp32 and quantize != "int8":
-        raise ValueError("keep_heads_fp32 applies to quantize='int8' (--quantize int8) only.")
+    if (keep_heads_fp32 or keep_fp32) and quantize != "int8":
+        what = "keep_heads_fp32" if keep_heads_fp32 else "keep_fp32"
+        raise ValueError(f"{what} applies to quantize='int8' (--quantize int8) only.")
     require_exporter()
     start = time.perf_counter()
     source = load_source(model)
     texts = sample_texts(calibration)
     multitask = isinstance(source, MultiTaskModel)
+    if check_data is not None and not multitask:
+        raise ValueError("check_data (--check-data) judges task heads: this model is an encoder without any.")
+    heads = [t.name for t in source.tasks.values() if t.has_head] if multitask else []
+    task_texts = task_check_texts(check_data, heads) if check_data is not None else None
     encoder = source.encoder if multitask else source
     tasks = list(source.tasks.values()) if multitask else []
     graph = ExportGraph(encoder, tasks, {t.name: source.head(t.name) for t in tasks if t.has_head}).eval()
@@ -131,7 +143,8 @@ def export_model(
         fp32 = tmp / (GRAPH_FILE if quantize == "none" else "fp32.onnx")
         exporter = export_graph(graph, fp32)
         if quantize == "int8":
-            quantize_graph(fp32, tmp / GRAPH_FILE, exclude=head_nodes(fp32) if keep_heads_fp32 else [])
+            kept = (head_nodes(fp32) if keep_heads_fp32 else []) + matching_nodes(fp32, keep_fp32)
+            quantize_graph(fp32, tmp / GRAPH_FILE, exclude=kept)
             fp32.unlink()
         with quiet_transformers():
             encoder.tokenizer.save_pretrained(str(tmp))
@@ -142,20 +155,23 @@ def export_model(
             arrays = {f"{n}.{k}": np.asarray(getattr(p, k), np.float32) for n, p in crf.items() for k in parts}
             save_file(arrays, str(tmp / CRF_FILE), metadata={"format": FORMAT})
         config = export_config(source, graph, quantize=quantize, keep_heads_fp32=keep_heads_fp32, exporter=exporter)
+        config["keep_fp32"] = list(keep_fp32)
         config["tasks"], names_only = portable_task_paths(config["tasks"], output)  # no machine paths saved
         if names_only:
             config["names_only"] = names_only
         config.update(graph_sha256=file_sha256(tmp / GRAPH_FILE), crf=sorted(crf))
         write_json(tmp / "mtst_export.json", config)
         loaded = OnnxMultiTaskModel.load(tmp) if multitask else OnnxSentenceEncoder.load(tmp)
-        figures = check_export(source, graph, loaded, texts, quantize=quantize, batch_size=batch_size)
+        figures = check_export(
+            source, graph, loaded, texts, quantize=quantize, batch_size=batch_size, task_texts=task_texts
+        )
         config["check"] = figures.to_dict()
         write_json(tmp / "mtst_export.json", config)
         if not figures.passed and not force:
             raise ValueError(
                 f"The export's self-check failed on {figures.texts} sentences: {'; '.join(figures.failures)}. "
                 "Nothing was written. "
-                + ("Try --keep-heads-fp32, or --quantize none; " if quantize == "int8" else "")
+                + ("Try --keep-heads-fp32, --keep-fp32 PATTERN, or --quantize none; " if quantize == "int8" else "")
                 + "--force keeps the files anyway."
             )
         mb = (tmp / GRAPH_FILE).stat().st_size / 1e6
@@ -300,6 +316,35 @@ def head_nodes(path: Path) -> list[str]:
             needed.add(id(node))
             stack.extend(node.input)
     return [node.name for node in graph.node if id(node) not in needed and node.name]
+
+
+def node_module(node: Any) -> str:
+    """The torch module a graph node came from ("encoder.backbone.encoder.layer.0.output.dense"), or ""."""
+    for prop in node.metadata_props:  # the dynamo exporter records the module path of every node
+        if prop.key == "pkg.torch.onnx.name_scopes":
+            scopes = ast.literal_eval(prop.value)
+            return str(scopes[-2]) if len(scopes) > 1 else ""
+    if node.name.startswith("/"):  # the TorchScript exporter names nodes /encoder/backbone/.../MatMul
+        return ".".join(node.name.strip("/").split("/")[:-1])
+    return ""
+
+
+def matching_nodes(path: Path, patterns: Sequence[str]) -> list[str]:
+    """Names of the quantizable nodes whose module matches one of ``patterns``; a pattern that matches none fails."""
+    if not patterns:
+        return []
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    nodes = [(n.name, node_module(n)) for n in graph.node if n.op_type in QUANTIZED_OPS and n.name]
+    unmatched = [p for p in patterns if not any(fnmatch.fnmatchcase(module, p) for _, module in nodes)]
+    if unmatched:
+        some = sorted({m for _, m in nodes if m})[:6]
+        raise ValueError(
+            f"--keep-fp32 {', '.join(map(repr, unmatched))} matches no weight product of the graph. Patterns match "
+            f"module names, as in: {', '.join(some)}."
+        )
+    return [name for name, module in nodes if any(fnmatch.fnmatchcase(module, p) for p in patterns)]
 
 
 class _DropPreprocessHint(logging.Filter):

@@ -22,8 +22,24 @@ def export_cmd(
     keep_heads_fp32: Annotated[
         bool, typer.Option("--keep-heads-fp32", help="With --quantize int8: leave the task heads in fp32.")
     ] = False,
+    keep_fp32: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--keep-fp32",
+            metavar="PATTERN",
+            help="With --quantize int8: leave the weights of modules matching PATTERN in fp32 (repeatable; "
+            "fnmatch on torch module names, e.g. '*.layer.5.output.dense').",
+        ),
+    ] = None,
     calibration: Annotated[
         Path | None, typer.Option(help="Sentences for the self-check, one a line (default: mtst's sample set).")
+    ] = None,
+    check_data: Annotated[
+        Path | None,
+        typer.Option(
+            help="A task file (the training config): judge each head it names on up to 200 of its own dev "
+            "examples instead of on the check's sentences."
+        ),
     ] = None,
     force: Annotated[bool, typer.Option(help="Keep the files even if the self-check fails.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace a non-empty output folder.")] = False,
@@ -32,11 +48,11 @@ def export_cmd(
     """Export a whole model (backbone, pooling, every head) to one ONNX graph, fp32 or int8, and check it."""
     from mtst.export import QUANTIZE, export_model
 
-    if quantize not in QUANTIZE or (keep_heads_fp32 and quantize != "int8"):  # the command line: exit 2
+    if quantize not in QUANTIZE or ((keep_heads_fp32 or keep_fp32) and quantize != "int8"):  # command line: exit 2
         err_console.print(
             f"[bold red]error:[/] --quantize must be one of {', '.join(QUANTIZE)}, got {quantize!r}."
             if quantize not in QUANTIZE
-            else "[bold red]error:[/] --keep-heads-fp32 goes with --quantize int8 only.",
+            else "[bold red]error:[/] --keep-heads-fp32 and --keep-fp32 go with --quantize int8 only.",
             highlight=False,
         )
         raise typer.Exit(code=2)
@@ -46,7 +62,9 @@ def export_cmd(
             output,
             quantize=quantize,
             keep_heads_fp32=keep_heads_fp32,
+            keep_fp32=keep_fp32 or (),
             calibration=calibration,
+            check_data=check_data,
             force=force,
             overwrite=overwrite,
             batch_size=batch_size,

@@ -38,6 +38,8 @@ REDO = "Save or train the model again, or restore the folder from a copy."  # wh
 ENCODER_DIR = "encoder"
 FORMAT = "mtst-multitask"
 FORMAT_VERSION = 1
+DEFAULT_MULTITASK = "default"  # MultiTaskModel.load("default"): the shipped joint model
+DEFAULT_MULTITASK_DIR = "default_model"
 NAMES_ONLY = "names_only"  # config key: {task: [path keys saved as file names only]} (see mtst.datapaths)
 
 logger = logging.getLogger(__name__)
@@ -216,7 +218,7 @@ class MultiTaskModel(PredictionMixin, nn.Module):
 
         A folder written by ``mtst export`` loads as an ``OnnxMultiTaskModel`` (onnxruntime, same API).
         """
-        path = resolve_model_folder(path, expected=f"{MODEL_CONFIG_FILE} (an mtst model, from save or mtst train)")
+        path = resolve_multitask_folder(path)
         if is_export(path):
             return OnnxMultiTaskModel.load(path, device=device)
         conf_file, conf = path / MODEL_CONFIG_FILE, read_model_config(path)
@@ -249,9 +251,28 @@ class MultiTaskModel(PredictionMixin, nn.Module):
     from_pretrained = load  # the name transformers and sentence-transformers use
 
 
+def default_multitask_path() -> Path:
+    """Folder of the shipped joint model (``"default"``): TREC topic, SST-2 sentiment and WikiANN entities on one
+    fine-tuned all-MiniLM-L6-v2, exported to int8 ONNX (``make default-model`` rebuilds it)."""
+    return Path(__file__).resolve().parent / "assets" / DEFAULT_MULTITASK_DIR
+
+
 def demo_heads_path() -> Path:
-    """Folder of the heads shipped for ``mtst demo`` (topic, sentiment, entities on the default backbone)."""
+    """Folder of heads trained on the frozen default backbone from cached embeddings (benchmarks, discussion)."""
     return Path(__file__).resolve().parent / "assets" / "demo_heads"
+
+
+def resolve_multitask_folder(path: str | Path) -> Path:
+    """``"default"`` (the shipped joint model), an mtst model or export folder, or a hub id, as a local folder."""
+    if str(path) == DEFAULT_MULTITASK:
+        folder = default_multitask_path()
+        if not folder.is_dir():
+            raise FileNotFoundError(
+                f"The shipped default model is missing from this install ({folder}). Reinstall mtst, or rebuild "
+                "it from a source checkout with `make default-model`."
+            )
+        return folder
+    return resolve_model_folder(path, expected=f"{MODEL_CONFIG_FILE} (an mtst model, from save or mtst train)")
 
 
 def read_model_config(path: str | Path) -> dict[str, Any]:

@@ -12,7 +12,8 @@ from pathlib import Path
 from mtst.cache import DTYPES, check_cache_root
 from mtst.config import MTSTConfig
 from mtst.evaluation import check_config_tasks
-from mtst.model import read_model_config
+from mtst.model import DEFAULT_MULTITASK, default_multitask_path, read_model_config
+from mtst.runtime.session import is_export, read_export_config
 from mtst.textfiles import count_lines
 
 SPLITS = ("dev", "test")
@@ -28,8 +29,10 @@ def check_text_file(path: str | Path) -> Path:
 
 def _model_tasks(model_dir: str | Path) -> list[str] | None:
     """Task names saved in an mtst model folder; ``None`` where it is no such folder (loading says why)."""
+    path = default_multitask_path() if str(model_dir) == DEFAULT_MULTITASK else model_dir
     try:
-        return [t["name"] for t in read_model_config(model_dir).get("tasks", [])]
+        conf = read_export_config(path) if is_export(path) else read_model_config(path)
+        return [t["name"] for t in conf.get("tasks", [])]
     except (OSError, ValueError, KeyError, TypeError):
         return None
 

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from mtst.encoder import SentenceEncoder
-from mtst.model import MultiTaskModel, demo_heads_path
+from mtst.model import MultiTaskModel, default_multitask_path
 from mtst.runtime.session import export_kind
 
 DEFAULT = "default"
@@ -21,6 +21,11 @@ MODEL_BATCH_SIZE = 32
 
 class Backend:
     """A loaded sentence encoder, with the task heads of a ``MultiTaskModel`` when there is one.
+
+    ``encoder`` answers the embedding routes; ``model`` answers ``/predict`` through its own encoder, which is
+    usually ``encoder`` itself. The default differs: all-MiniLM-L6-v2 embeds (STS-B 0.87), the shipped joint
+    model, whose backbone fine-tuning on topic, sentiment and entities left its embeddings at STS-B 0.54,
+    predicts.
 
     ``embed``, ``predict`` and ``count_tokens`` are called from the batcher's worker thread only, one at a time.
     """
@@ -40,6 +45,12 @@ class Backend:
     def max_length(self) -> int:
         """Most tokens per text (special tokens included); longer texts are truncated."""
         return int(self.encoder.max_length)
+
+    def limit(self, kind: str) -> int:
+        """``max_length`` of what runs a job of ``kind`` ("embed" or "predict")."""
+        if kind == "predict" and self.model is not None:
+            return int(self.model.encoder.max_length)
+        return self.max_length
 
     @property
     def dim(self) -> int:
@@ -103,6 +114,20 @@ class Backend:
             "normalize": self.normalize,
             "max_length": self.max_length,
             "tasks": [{"name": name, **t} for name, t in self.tasks.items()],
+            **(
+                {"predict": self._predict_info()}
+                if self.model is not None and self.model.encoder is not self.encoder
+                else {}
+            ),
+        }
+
+    def _predict_info(self) -> dict[str, Any]:
+        """What answers ``/predict`` where it is not the embedding encoder (the default model)."""
+        enc = self.model.encoder
+        return {
+            "backend": str(getattr(enc, "backend", "torch")),
+            "max_length": int(enc.max_length),
+            "dim": int(enc.dim),
         }
 
 
@@ -116,17 +141,16 @@ def no_tasks_message(name: str) -> str:
 def load_backend(model: str | Path | None = None, *, device: str | None = None) -> Backend:
     """Load what ``mtst serve --model`` names: ``None``/"default", an mtst model folder, or any encoder.
 
-    "default" is the embedded all-MiniLM-L6-v2 with the heads shipped with mtst; a folder holding
-    ``mtst_config.json`` (or an ``mtst export`` of one) is a ``MultiTaskModel``; anything else loads with
+    "default" is all-MiniLM-L6-v2 for embeddings and the shipped joint model (int8 ONNX) for predictions; a
+    folder holding ``mtst_config.json`` (or an ``mtst export`` of one) is a ``MultiTaskModel``; anything else loads with
     ``SentenceEncoder.from_pretrained`` (embeddings and similarity only). Errors are ``OSError``/``ValueError``
     that name the model.
     """
     if model is None or str(model) == DEFAULT:
-        heads = demo_heads_path()
-        if (heads / MODEL_CONFIG_FILE).exists():
-            mt = MultiTaskModel.load(heads, device=device)
-            return Backend(mt.encoder, mt, name=DEFAULT)
-        return Backend(SentenceEncoder.from_pretrained(DEFAULT, device=device), name=DEFAULT)
+        embedder = SentenceEncoder.from_pretrained(DEFAULT, device=device)
+        if export_kind(default_multitask_path()) == "multitask":
+            return Backend(embedder, MultiTaskModel.load(DEFAULT), name=DEFAULT)  # see Backend
+        return Backend(embedder, name=DEFAULT)
     path = Path(str(model)).expanduser()
     if (path / MODEL_CONFIG_FILE).exists() or export_kind(path) == "multitask":
         mt = MultiTaskModel.load(path, device=device)

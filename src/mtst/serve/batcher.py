@@ -147,7 +147,7 @@ class Batcher:
             if job is _STOP:
                 return batch, None, True
             if self._admit(job):
-                job_tokens = sum(min(n, self.backend.max_length) for n in job.tokens)
+                job_tokens = sum(min(n, self.backend.limit(job.kind)) for n in job.tokens)
                 if batch and tokens + job_tokens > lim.max_batch_tokens:
                     return batch, job, False  # it opens the next batch
                 batch.append(job)
@@ -168,14 +168,15 @@ class Batcher:
             job.deliver(ServeError(422, "tokenizer", f"could not tokenize the input: {e}"))
             return False
         if not job.truncate:
-            too_long = [i for i, n in enumerate(job.tokens) if n > self.backend.max_length]
+            limit = self.backend.limit(job.kind)
+            too_long = [i for i, n in enumerate(job.tokens) if n > limit]
             if too_long:
                 job.deliver(
                     ServeError(
                         413,
                         "too_long",
                         f"input {too_long[0]} has {job.tokens[too_long[0]]} tokens, more than max_length="
-                        f"{self.backend.max_length} ({len(too_long)} such input(s)); send truncate: true to cut "
+                        f"{limit} ({len(too_long)} such input(s)); send truncate: true to cut "
                         "them to max_length, or shorten them.",
                     )
                 )
@@ -184,8 +185,7 @@ class Batcher:
 
     def _run_batch(self, batch: list[Job]) -> None:
         if self.on_batch is not None:
-            limit = self.backend.max_length
-            tokens = sum(min(n, limit) for j in batch for n in j.tokens)
+            tokens = sum(min(n, self.backend.limit(j.kind)) for j in batch for n in j.tokens)
             self.on_batch(len(batch), sum(len(j.texts) for j in batch), tokens)
         for kind in (EMBED, PREDICT):
             jobs = [j for j in batch if j.kind == kind]
@@ -212,7 +212,7 @@ class Batcher:
                 part = _l2_normalize(part) if j.normalize else part
             elif j.tasks is not None:
                 part = [{t: p[t] for t in j.tasks if t in p} for p in part]
-            limit = self.backend.max_length
+            limit = self.backend.limit(kind)
             j.deliver(Result(part, [n > limit for n in j.tokens], sum(min(n, limit) for n in j.tokens)))
 
 
