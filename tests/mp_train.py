@@ -46,6 +46,8 @@ class Recorder:
 def main() -> None:
     backbone, data, out = sys.argv[1:4]
     trainer = Trainer(make_config(backbone, data), device="cpu")
+    epoch0 = {name: [[int(i) for i in batch] for batch in b.plan(0)] for name, b in trainer.batches.items()}
+    rows = {name: len(b.lengths) for name, b in trainer.batches.items()}
     recorders = {name: Recorder(b) for name, b in trainer.batches.items()}
     trainer.batches = recorders
     tasks = [r.task for r in trainer.steps()]
@@ -57,6 +59,8 @@ def main() -> None:
         "distributed_type": str(trainer.accelerator.distributed_type),
         "tasks": tasks,
         "rows": {name: r.drawn for name, r in recorders.items()},
+        "epoch0": epoch0,  # this rank's batches of the first epoch
+        "dataset_rows": rows,
     }
     Path(out, f"rank{rank}.json").write_text(json.dumps(info))
 

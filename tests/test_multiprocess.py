@@ -2,6 +2,7 @@
 process trained on the union of their batches."""
 
 import json
+import math
 import os
 import shutil
 import socket
@@ -64,6 +65,14 @@ def test_two_processes_train_as_one_on_the_union_of_their_batches(tiny_model_dir
     for task in rows0:  # each rank trained on its own rows
         assert len(rows0[task]) == len(rows1[task]) == infos[0]["tasks"].count(task)
         assert all(a != b for a, b in zip(rows0[task], rows1[task], strict=True)), task
+    for task, n in infos[0]["dataset_rows"].items():  # an epoch's rows are dealt out: disjoint, and all of them
+        plans = [[row for batch in i["epoch0"][task] for row in batch] for i in infos]
+        batches = math.ceil(n / 8)  # batch_size 8
+        assert len(infos[0]["epoch0"][task]) == len(infos[1]["epoch0"][task]) == math.ceil(batches / 2), task
+        assert set(plans[0]) | set(plans[1]) == set(range(n)), task
+        repeated = set(plans[0]) & set(plans[1])  # the batches that fill an uneven last round repeat the first
+        first = set(infos[0]["epoch0"][task][0])
+        assert repeated <= first and len(plans[0]) == len(set(plans[0])), task
     w0, w1 = load_file(str(tmp_path / "rank0.safetensors")), load_file(str(tmp_path / "rank1.safetensors"))
     assert w0.keys() == w1.keys()
     for k in w0:

@@ -2,6 +2,7 @@ import itertools
 import json
 import math
 
+import numpy as np
 import pytest
 
 from mtst.sampling import SAMPLING_STRATEGIES, TaskSampler, task_probabilities
@@ -117,3 +118,39 @@ def test_errors():
     for bad in (0, -1.0, float("nan")):
         with pytest.raises(ValueError, match="temperature must be > 0"):
             task_probabilities(SIZES, "temperature", temperature=bad)
+
+
+@pytest.mark.parametrize("rows, world", [(100, 3), (96, 4), (7, 2), (5, 8)])
+def test_processes_get_disjoint_batches_that_cover_each_epoch(rows, world):
+    from mtst.batching import LengthGroupedBatches
+
+    lengths = np.random.default_rng(0).integers(1, 50, rows)
+    shards = [LengthGroupedBatches(lengths, 8, seed=11, rank=r, world=world, chunk_batches=2) for r in range(world)]
+    full = LengthGroupedBatches(lengths, 8, seed=11, chunk_batches=2)
+    for epoch in (0, 1):
+        plans = [s.plan(epoch) for s in shards]
+        assert len({len(p) for p in plans}) == 1 and len(plans[0]) == -(-full.batches_per_epoch // world)
+        assert all(s.batches_per_epoch == len(plans[0]) for s in shards)
+        seen = [int(i) for p in plans for b in p for i in b]
+        assert sorted(set(seen)) == list(range(rows))  # every row, in every epoch
+        filler = (-full.batches_per_epoch) % world  # the first batches, dealt again to fill the last round
+        one = full.plan(epoch)
+        fill = [one[i % len(one)] for i in range(filler)]
+        repeated = {i for i in seen if seen.count(i) > 1}
+        assert repeated <= {int(i) for b in fill for i in b}
+        assert len(seen) - len(set(seen)) == sum(len(b) for b in fill)
+        # the deal is of the one-process plan: each process's batches are batches of it
+        assert {tuple(b) for p in plans for b in p} <= {tuple(b) for b in full.plan(epoch)}
+    with pytest.raises(ValueError, match="rank must be in"):
+        LengthGroupedBatches(lengths, 8, seed=11, rank=2, world=2)
+
+
+def test_a_process_shard_resumes_where_it_stopped():
+    from mtst.batching import LengthGroupedBatches
+
+    lengths = np.arange(1, 60)
+    a = LengthGroupedBatches(lengths, 4, seed=3, rank=1, world=3)
+    drawn = [next(a).tolist() for _ in range(9)]  # past the first epoch (5 batches per process)
+    b = LengthGroupedBatches(lengths, 4, seed=3, rank=1, world=3)
+    b.load_state_dict({"epoch": 0, "position": 4})
+    assert [next(b).tolist() for _ in range(5)] == drawn[4:]

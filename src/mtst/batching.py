@@ -39,28 +39,57 @@ class LengthGroupedBatches:
 
     Per epoch: shuffle, cut into chunks of ``chunk_batches`` batches, sort each chunk by length, split it
     into batches, shuffle the batches. The state is (epoch, position), so a resumed run continues exactly.
+
+    With ``world`` processes, every process plans the same epoch (same ``seed``) and takes every ``world``-th
+    batch from ``rank`` on: in an epoch the processes see disjoint rows that cover the data set. Where the
+    batches do not divide evenly, the first ones are repeated to fill the last round (as torch's
+    ``DistributedSampler`` and Accelerate's ``even_batches`` do), so every process has as many batches.
     """
 
     def __init__(
-        self, lengths: np.ndarray, batch_size: int, *, seed: int, shuffle: bool = True, chunk_batches: int = 50
+        self,
+        lengths: np.ndarray,
+        batch_size: int,
+        *,
+        seed: int,
+        shuffle: bool = True,
+        chunk_batches: int = 50,
+        rank: int = 0,
+        world: int = 1,
     ) -> None:
         if len(lengths) == 0:
             raise ValueError("Cannot batch an empty data set.")
+        if not 0 <= rank < world:
+            raise ValueError(f"rank must be in [0, world), got rank {rank} of {world}.")
         self.lengths = np.asarray(lengths)
         self.batch_size = batch_size
         self.seed = seed
         self.shuffle = shuffle
         self.chunk = batch_size * chunk_batches
+        self.rank, self.world = rank, world
         self.epoch = 0
         self.position = 0
         self._batches = self.plan(0)
 
     @property
     def batches_per_epoch(self) -> int:
+        """Batches one process draws per epoch (all processes draw as many)."""
+        return -(-self.global_batches // self.world)
+
+    @property
+    def global_batches(self) -> int:
         return -(-len(self.lengths) // self.batch_size)
 
     def plan(self, epoch: int) -> list[np.ndarray]:
-        """The batches of one epoch, in order (without shuffling: longest first)."""
+        """This process's batches of one epoch, in order (without shuffling: longest first)."""
+        batches = self.global_plan(epoch)
+        if self.world == 1:
+            return batches
+        batches = batches + [batches[i % len(batches)] for i in range((-len(batches)) % self.world)]
+        return batches[self.rank :: self.world]
+
+    def global_plan(self, epoch: int) -> list[np.ndarray]:
+        """The batches of one epoch over all processes, in order."""
         if not self.shuffle:
             return sorted_batches(self.lengths, self.batch_size)
         rng = np.random.default_rng([self.seed, epoch])

@@ -1,8 +1,9 @@
 """The full training engine on Hugging Face Accelerate: ``Trainer.steps()`` yields one ``StepRecord`` per step.
 
 The same code runs on a CPU, one GPU, or several processes under ``accelerate launch``: every process draws
-the same task each step (shared sampler seed) and its own batch of it (per-process data order), and
-Accelerate averages the gradients. Logging, checkpoints and the best model are the caller's (``run.train``).
+the same task each step (shared sampler seed) and its own batch of it (each epoch's batches are dealt out to
+the processes: disjoint rows), and Accelerate averages the gradients. Logging, checkpoints and the best model
+are the caller's (``run.train``).
 """
 
 from __future__ import annotations
@@ -124,9 +125,13 @@ class Trainer:
         data = load_run_data(config, self.model)
         self.train_data, self.dev_data = data.train, data.dev
         rank, world = self.accelerator.process_index, self.accelerator.num_processes
-        self.batches = {
+        self.batches = {  # one epoch plan shared by all processes; each takes its own, disjoint batches of it
             name: LengthGroupedBatches(
-                d.lengths(), config.task(name).batch_size or t.batch_size, seed=t.seed * 1000 + 17 * rank + world
+                d.lengths(),
+                config.task(name).batch_size or t.batch_size,
+                seed=t.seed * 1000 + world,
+                rank=rank,
+                world=world,
             )
             for name, d in self.train_data.items()
         }
@@ -200,9 +205,9 @@ class Trainer:
         if saved != self.sampler.sizes:
             raise ValueError(
                 f"Cannot resume from {folder}: the tasks' batches per epoch are {self.sampler.sizes}, the checkpoint's "
-                f"{saved}. A batch_size (train.batch_size or a task's), a train file or max_train_examples changed "
-                "since it was written. Resume with the run's settings and data (its config.yaml), or train into a "
-                "new --output folder."
+                f"{saved}. A batch_size (train.batch_size or a task's), a train file, max_train_examples or the number "
+                "of processes changed since it was written. Resume with the run's settings and data (its "
+                "config.yaml), or train into a new --output folder."
             )
         self.sampler.load_state_dict(self.state.sampler)
         for name, b in self.batches.items():
