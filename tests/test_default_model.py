@@ -101,3 +101,17 @@ def test_shipped_figures_recomputed_on_real_data(shipped, datasets_dir):
         assert measured[name][metric] == pytest.approx(figures[name][metric], abs=0.06), (name, measured[name])
     assert measured["topic"]["accuracy"] > 0.88 and measured["sentiment"]["accuracy"] > 0.84
     assert measured["entities"]["entity_f1"] > 0.72  # the frozen-backbone heads: 0.83, 0.80, 0.71 on full dev
+
+
+@pytest.mark.real_model
+def test_serve_default_embeds_with_minilm_and_predicts_with_the_shipped_model(default_encoder):
+    from mtst.serve.backend import load_backend
+
+    backend = load_backend("default")
+    assert backend.kind == "torch" and backend.model.encoder.backend == "onnx"  # see Backend's docstring
+    info = backend.info()
+    assert info["predict"] == {"backend": "onnx", "max_length": 128, "dim": 384} and info["max_length"] == 256
+    assert (backend.limit("embed"), backend.limit("predict")) == (256, 128)
+    texts = ["A man is playing a guitar.", "Who wrote Hamlet?"]
+    np.testing.assert_allclose(backend.embed(texts, normalize=True), default_encoder.encode(texts), atol=1e-5)
+    assert backend.predict(["Who wrote Hamlet?"], ["topic"])[0]["topic"]["label"] == "HUM"
