@@ -475,3 +475,14 @@ def test_bf16_runs_the_backbone_in_bf16_and_stays_near_fp32(tiny_model_dir, toy)
     bf16_loss, fp32_loss = runs["bf16"][1], runs["fp32"][1]
     assert bf16_loss != fp32_loss and abs(bf16_loss - fp32_loss) < 0.05 * fp32_loss
     assert runs["bf16"][2]["topic"]["accuracy"] == pytest.approx(runs["fp32"][2]["topic"]["accuracy"], abs=0.1)
+
+
+def test_names_only_data_is_said_once_naming_the_model_folder(tiny_model_dir, toy, tmp_path, caplog, monkeypatch):
+    import logging
+
+    monkeypatch.setattr("mtst.datapaths._in_shared_project", lambda data, model_dir: False)  # data elsewhere
+    cfg = make_config(tiny_model_dir, toy, tasks=("topic",), max_steps=4, save_every=1, eval_every=2)
+    with caplog.at_level(logging.WARNING, logger="mtst.model"):
+        train(cfg, tmp_path / "run", progress=False)
+    said = [r.getMessage() for r in caplog.records if "saved by file name only" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith(str(tmp_path / "run" / "model")), said  # not each checkpoint's

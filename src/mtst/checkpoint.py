@@ -16,7 +16,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from mtst.diskio import atomic_folder, read_json, write_json
-from mtst.model import MultiTaskModel
+from mtst.model import MultiTaskModel, keep_quiet_about_names_only
 from mtst.tensorfiles import DamagedFileError, load_tensors
 
 MODEL_DIR = "model"
@@ -83,6 +83,7 @@ def save_checkpoint(
     ``optimizer=None`` (head training from the cache, which restarts on resume) writes no optimizer or scheduler.
     """
     with atomic_folder(folder, overwrite=True, what="checkpoint") as tmp:
+        keep_quiet_about_names_only(tmp / MODEL_DIR)
         model.save(tmp / MODEL_DIR)
         if optimizer is not None:
             tensors, meta = _split_optimizer_state(optimizer.state_dict())

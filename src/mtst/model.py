@@ -46,6 +46,12 @@ logger = logging.getLogger(__name__)
 _said_names_only: set[str] = set()
 
 
+def keep_quiet_about_names_only(path: str | Path) -> None:
+    """Do not warn of names-only data paths when saving to ``path`` (a checkpoint's temporary copy: the best
+    model's own save says it, with the folder the user will look in)."""
+    _said_names_only.add(str(path))
+
+
 class MultiTaskModel(PredictionMixin, nn.Module):
     """A sentence encoder shared by several task heads."""
 
