@@ -57,6 +57,7 @@ def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     p.add_argument("--model", type=Path, required=True, help="the joint mtst model folder (configs/multitask.yaml)")
     p.add_argument("--datasets", type=Path, default=DEFAULT_DATASETS)
+    p.add_argument("--config", type=Path, default=ROOT / "configs" / "multitask.yaml", help="the model's task file")
     p.add_argument("--rounds", type=int, default=3, help="timed calls of each backend (default 3)")
     p.add_argument("--threads", type=int, default=2, help="intra-op threads for torch and onnxruntime (default 2)")
     p.add_argument("--batch-size", type=int, default=32)
@@ -113,17 +114,22 @@ def stsb_spearman(emb: np.ndarray, pairs: dict[str, np.ndarray]) -> float:
     return float(spearmanr(cos, pairs["score"]).statistic) * 100
 
 
-def task_data(model: Any) -> dict[str, Any]:
-    """Each task's test split where it has one, else dev (TREC: the seeded held-out part of train)."""
-    from mtst.config import TrainConfig
+def task_data(model: Any, config_file: Path) -> dict[str, Any]:
+    """Each task's test split where the config gives one, else dev (TREC: the seeded held-out part of train).
+
+    The data paths come from the training config: a model saved outside its data's project keeps file names
+    only."""
+    from mtst.config import load_config
     from mtst.tasks import read_splits
 
-    seed, out = TrainConfig().seed, {}
+    config = load_config(config_file)
+    seed, out = config.train.seed, {}
     tok, n = model.encoder.tokenizer, model.encoder.max_length
-    for name, task in model.tasks.items():
-        split = "test" if task.config.test else "dev"
-        examples = getattr(read_splits(task.config, seed=seed, splits=(split,)), split)
-        out[name] = (split, task.encode(examples, tok, n))
+    for name in model.tasks:
+        tcfg = config.task(name)
+        split = "test" if tcfg.test else "dev"
+        examples = getattr(read_splits(tcfg, seed=seed, splits=(split,)), split)
+        out[name] = (split, model.tasks[name].encode(examples, tok, n))
     return out
 
 
@@ -359,7 +365,7 @@ def main(args: argparse.Namespace) -> int:
     ptimes, _ = alternate(joint_calls, texts, args.rounds)
     predict = summary(ptimes, len(texts), "mtst torch fp32")
     if not args.skip_quality:
-        data = task_data(joint["torch fp32"])
+        data = task_data(joint["torch fp32"], args.config)
         for name, model in (
             ("mtst torch fp32", joint["torch fp32"]),
             ("mtst bf16", joint["torch fp32"]),

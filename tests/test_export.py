@@ -18,7 +18,7 @@ import torch
 from typer.testing import CliRunner
 
 from mtst.cli import app
-from mtst.config import TaskConfig
+from mtst.config import MTSTConfig, TaskConfig
 from mtst.data.examples import SentenceExample, TokenExample
 from mtst.encoder import SentenceEncoder
 from mtst.evaluation import evaluate
@@ -168,6 +168,24 @@ def test_evaluate_runs_unchanged_on_an_export(torch_model, onnx_model):
     assert got.keys() == expected.keys() == {"topic", "entities"}
     for name in expected:
         assert got[name] == pytest.approx(expected[name])
+
+
+def test_evaluate_model_precision_bf16_on_torch_and_refused_on_an_export(torch_model, onnx_model, tmp_path):
+    from mtst.evaluation import evaluate_model
+
+    rows = [f"{t}\t{'abc'[i % 3]}\n" for i, t in enumerate(t for t in TEXTS if t)]
+    (tmp_path / "d.tsv").write_text("text\tlabel\n" + "".join(rows))
+    cfg = MTSTConfig.from_dict(
+        {"tasks": [{"name": "topic", "type": "classification", "train": "d.tsv", "dev": "d.tsv"}]}, base_dir=tmp_path
+    )
+    fp32 = evaluate_model(torch_model, cfg)
+    assert evaluate_model(onnx_model, cfg)["topic"] == pytest.approx(fp32["topic"])
+    bf16 = evaluate_model(torch_model, cfg, precision="bf16")  # fp32 with a warning where bf16 is not native
+    assert bf16.keys() == fp32.keys() and 0.0 <= bf16["topic"]["accuracy"] <= 1.0
+    with pytest.raises(ValueError, match="precision='bf16' applies to torch models"):
+        evaluate_model(onnx_model, cfg, precision="bf16")
+    with pytest.raises(ValueError, match="precision must be one of"):
+        evaluate_model(torch_model, cfg, precision="fp16")
 
 
 def test_int8_export_loads_and_runs(model_dir, torch_model, tmp_path):

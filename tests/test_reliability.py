@@ -244,6 +244,7 @@ def test_quick_commands_refuse_bad_input_before_the_model_loads(tiny_encoder, ti
         (["cache", "build", "-i", str(src), "-m", str(tiny_model_dir), "--dtype", "float64"], "float32, float16"),
         (["cache", "build", "-i", str(empty), "-m", str(tiny_model_dir)], "is empty"),
         (["evaluate", "--model", str(model_dir), "--split", "train"], "split must be 'dev' or 'test'"),
+        (["evaluate", "--model", str(model_dir), "--precision", "int4"], "precision must be one of"),
         (["predict", "--model", str(model_dir), "--input", str(empty)], "is empty"),
     ]
     for args, expected in cases:

@@ -245,6 +245,9 @@ def evaluate(
     split: Annotated[str, typer.Option(help="dev or test.")] = "dev",
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
     overrides: Overrides = None,
+    precision: Annotated[
+        str, typer.Option(help="Compute precision: fp32 (default, comparable across machines), bf16 or auto.")
+    ] = "fp32",
 ) -> None:
     """Print each task's metrics on its dev or test data."""
     import json
@@ -256,12 +259,13 @@ def evaluate(
 
     if split not in SPLITS:
         usage_error(f"split must be 'dev' or 'test', got {split!r}.")
+    precision = check_encoder_options(None, None, precision) or "fp32"  # a bad value exits 2, before any load
     try:
         cfg = load_config(config, overrides or []) if config is not None else None
         check_evaluation(model, cfg, split)  # before the model loads
         for note in _saved_data_notes(model, split) if cfg is None else []:
             err_console.print(f"[yellow]note:[/] {note}", highlight=False)
-        metrics = evaluate_model(MultiTaskModel.load(model), cfg, split=split)
+        metrics = evaluate_model(MultiTaskModel.load(model), cfg, split=split, precision=precision)
     except (OSError, ValueError) as e:
         fail(str(e))
     if as_json:

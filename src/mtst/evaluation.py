@@ -16,6 +16,7 @@ from mtst.batching import EncodedData
 from mtst.config import MTSTConfig, TrainConfig
 from mtst.model import MultiTaskModel
 from mtst.padding import sorted_batches
+from mtst.precision import check_precision, resolve_precision
 from mtst.tasks import Task, read_splits
 
 SPLIT_SEED = "split_seed"  # key of a saved model's ``extra``: the seed its run held dev_fraction rows out with
@@ -108,13 +109,17 @@ def evaluate_model(
     *,
     split: str = "dev",
     batch_size: int = 64,
+    precision: str = "fp32",
 ) -> dict[str, dict[str, float]]:
     """Metrics of every task of ``model`` on its ``dev`` or ``test`` data.
 
     Data files come from ``config`` (matched by task name) or, without one, from the paths saved with the model.
     A dev set held out of train (``dev_fraction``) is rebuilt with the config's seed or, without a config, with
     the seed the model was trained with (saved as ``extra["split_seed"]``; the default seed for older models).
+    ``precision``: fp32 (the default: figures comparable across machines), bf16 or auto (``mtst.precision``);
+    an ONNX export runs its own graph and refuses bf16.
     """
+    check_precision(precision)
     if split not in ("dev", "test"):
         raise ValueError(f"split must be 'dev' or 'test', got {split!r}.")
     check_config_tasks(list(model.tasks), config)
@@ -131,4 +136,7 @@ def evaluate_model(
             data[name] = task.encode(examples, tok, max_len)
     if not data:
         raise ValueError(f"No task of this model has {split} data; pass a config that names {split} files.")
-    return evaluate(model, data, batch_size=batch_size)
+    torch_model = getattr(model, "backend", "torch") == "torch"
+    bf16 = torch_model and resolve_precision(precision, model.encoder.device) == "bf16"
+    with model.inference(precision):
+        return evaluate(model, data, batch_size=batch_size, autocast=bf16)
