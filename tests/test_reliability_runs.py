@@ -260,7 +260,12 @@ def test_ctrl_c_says_where_the_last_checkpoint_is(tiny_model_dir, toy, tmp_path,
             os.kill(os.getpid(), signal.SIGINT)  # as a terminal's Ctrl-C: KeyboardInterrupt in the main thread
 
     monkeypatch.setattr(Trainer, "save", save_then_ctrl_c)
-    res = _train(cfg, out)
+    # as in a terminal: a process started in the background by a non-interactive shell inherits SIGINT ignored
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        res = _train(cfg, out)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     text = _clean_exit(res, 130)
     assert "interrupted at step 2" in text and "The last checkpoint is at step 2" in text
     assert f"mtst train {cfg} --output {out} --resume" in text
