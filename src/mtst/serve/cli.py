@@ -38,7 +38,10 @@ def serve_cmd(
     model: Annotated[
         str,
         typer.Option(
-            "--model", "-m", help="'default' (all-MiniLM-L6-v2 + shipped heads), an mtst model folder, or an encoder."
+            "--model",
+            "-m",
+            help="'default' (all-MiniLM-L6-v2 embeds, the shipped joint model predicts), an mtst model folder, or an "
+            "encoder.",
         ),
     ] = "default",
     host: Annotated[
