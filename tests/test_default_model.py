@@ -4,7 +4,6 @@ git, and score on real data what its shipped.json says."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import numpy as np
@@ -79,21 +78,11 @@ def test_predict_and_demo_use_the_shipped_model_with_no_model_option():
 @pytest.mark.real_data
 def test_shipped_figures_recomputed_on_real_data(shipped, datasets_dir):
     """shipped.json's dev figures, recomputed now on 300 seeded examples of each held-out set."""
-    from mtst.evaluation import evaluate
-    from mtst.tasks import read_splits
+    from realdata import held_out_samples
 
-    files = {"topic": ("trec/train.tsv", None), "sentiment": ("sst2/train.tsv", "sst2/dev.tsv")}
-    files["entities"] = ("wikiann_en/train.conll", "wikiann_en/dev.conll")
-    rng = np.random.default_rng(0)
-    data = {}
-    for name, (train, dev) in files.items():
-        task = shipped.tasks[name]
-        config = dataclasses.replace(
-            task.config, train=str(datasets_dir / train), dev=str(datasets_dir / dev) if dev else None
-        )
-        held_out = read_splits(config, seed=42, splits=("dev",)).dev  # topic: the 10% of TREC train held out
-        sample = [held_out[i] for i in sorted(rng.choice(len(held_out), size=300, replace=False))]
-        data[name] = task.encode(sample, shipped.encoder.tokenizer, shipped.encoder.max_length)
+    from mtst.evaluation import evaluate
+
+    data = held_out_samples(shipped, datasets_dir, 300)
     measured = evaluate(shipped, data)
     figures = json.loads((default_multitask_path() / SHIPPED_FILE).read_text())["metrics"]["dev"]
     for name, metric in (("topic", "accuracy"), ("sentiment", "accuracy"), ("entities", "entity_f1")):

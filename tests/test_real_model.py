@@ -165,25 +165,13 @@ def test_shipped_demo_heads_load_and_predict():
 @pytest.mark.real_data
 def test_demo_head_quality_recomputed_on_real_data(datasets_dir):
     """The dev metrics shipped with the demo heads, recomputed now on 200 seeded dev examples per task."""
-    import dataclasses
+    from realdata import held_out_samples
 
     from mtst.evaluation import evaluate
     from mtst.model import MultiTaskModel, demo_heads_path
-    from mtst.tasks import read_splits
 
     model = MultiTaskModel.load(demo_heads_path())
-    files = {"topic": ("trec/train.tsv", None), "sentiment": ("sst2/train.tsv", "sst2/dev.tsv")}
-    files["entities"] = ("wikiann_en/train.conll", "wikiann_en/dev.conll")
-    rng = np.random.default_rng(0)
-    data = {}
-    for name, (train, dev) in files.items():
-        task = model.tasks[name]
-        config = dataclasses.replace(
-            task.config, train=str(datasets_dir / train), dev=str(datasets_dir / dev) if dev else None
-        )
-        held_out = read_splits(config, seed=42, splits=("dev",)).dev  # topic: the 10% of TREC train held out
-        sample = [held_out[i] for i in sorted(rng.choice(len(held_out), size=200, replace=False))]
-        data[name] = task.encode(sample, model.encoder.tokenizer, model.encoder.max_length)
+    data = held_out_samples(model, datasets_dir, 200)
     measured = evaluate(model, data)
     shipped = model.extra["dev_metrics"]
     for name, metric in (("topic", "accuracy"), ("sentiment", "accuracy"), ("entities", "entity_f1")):
